@@ -1,0 +1,131 @@
+"""The `genlab` command line: train, sample, config, prepare."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from genlab.errors import GenlabError
+
+app = typer.Typer(
+    help="genlab: train, sample and inspect image generative models from one YAML per experiment.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Show and list configurations.", no_args_is_help=True, rich_markup_mode=None)
+prepare_app = typer.Typer(help="Fetch or preprocess data sets.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(config_app, name="config")
+app.add_typer(prepare_app, name="prepare")
+
+
+def _schema_help() -> str:
+    from genlab.config import describe_schema
+
+    header = "Every config key (override any as key=value; defaults shown):"
+    return header + "\n\n\b\n" + "\n".join(describe_schema())
+
+
+@app.command(epilog=_schema_help())
+def train(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides such as training.lr_g=1e-4."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML file or preset name (default: built-in defaults)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
+) -> None:
+    """Train a model; every run lands in runs/<name>/ with config, logs, sample grids and checkpoints."""
+    from genlab.config import load_config
+    from genlab.train import train as run_training
+
+    if resume is not None:
+        if config is not None:
+            raise GenlabError("--resume continues a run with its own saved config; leave out --config "
+                              "(overrides such as training.num_epochs=20 are still allowed).")
+        result = run_training(resume=resume, overrides=overrides or [])
+    else:
+        cfg = load_config(config, overrides or [])
+        preset = Path(config).stem if config else None
+        result = run_training(cfg, preset_name=preset)
+    state = "stopped early" if result.interrupted else "finished"
+    typer.echo(f"Training {state} at step {result.step}/{result.total_steps}.")
+    typer.echo(f"Results: {result.run_dir}  (samples/latest.png, metrics.jsonl, checkpoints/last.pt)")
+    if result.interrupted:
+        typer.echo(f"Continue with: genlab train --resume {result.run_dir}")
+
+
+@app.command()
+def sample(
+    run_dir: Path = typer.Argument(..., help="A run directory, e.g. runs/<name>."),
+    n: int = typer.Option(64, "--n", min=1, help="Number of images."),
+    out: str = typer.Option("samples.png", "--out", help="grid.png, a folder (dir/) of PNGs, or samples.npz."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Use the EMA generator (when the run kept one)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed."),
+    checkpoint: str = typer.Option("last", "--checkpoint", help="last, best, step_XXXXXXXX or a .pt path."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+) -> None:
+    """Draw samples from a trained run."""
+    from genlab.generate import generate, load_run, write_samples
+
+    loaded = load_run(run_dir, checkpoint, device)
+    images = generate(loaded.method, n, seed=seed, ema=ema)
+    path = write_samples(images, out)
+    typer.echo(f"Wrote {n} samples from step {loaded.step} to {path}")
+
+
+@config_app.command("show")
+def config_show(
+    preset: Optional[str] = typer.Argument(None, help="Preset name or YAML path (default: built-in defaults)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides to apply first."),
+) -> None:
+    """Print a resolved configuration with every key, its value and its description."""
+    from genlab.config import describe_schema, load_config
+
+    cfg = load_config(preset, overrides or [])
+    typer.echo("\n".join(describe_schema(values=cfg)))
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """List the shipped presets."""
+    from genlab.config import list_presets
+
+    for name in list_presets():
+        typer.echo(name)
+
+
+@prepare_app.command("data")
+def prepare_data(
+    name: str = typer.Argument(..., help="Data set name, e.g. fashion-mnist, mnist, cifar10."),
+    root: Optional[str] = typer.Option(None, "--root", help="Where to put it (default: $GENLAB_DATA or ./data)."),
+    split: str = typer.Option("train", "--split"),
+) -> None:
+    """Make a data set available offline: use local files if present, otherwise download it now."""
+    from genlab.config import DataConfig
+    from genlab.data import build_dataset
+
+    try:
+        dataset = build_dataset(DataConfig(name=name, root=root, split=split, download=False))
+        typer.echo(f"{name} is already available: {len(dataset)} images ({split}).")
+        return
+    except GenlabError:
+        pass
+    dataset = build_dataset(DataConfig(name=name, root=root, split=split, download=True))
+    typer.echo(f"Downloaded {name}: {len(dataset)} images ({split}).")
+
+
+def main() -> None:
+    """Entry point: user mistakes print one paragraph and exit 2, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        app()
+    except GenlabError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

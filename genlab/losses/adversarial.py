@@ -1,0 +1,111 @@
+"""Adversarial losses as (discriminator loss, generator loss) pairs on raw logits / critic scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from genlab.registry import Registry
+
+
+class AdversarialLoss:
+    """Base: `d_loss(real, fake)` and `g_loss(fake)` on raw discriminator outputs."""
+
+    #: True for losses whose critic needs a gradient penalty (wgan-gp).
+    gradient_penalty: bool = False
+    #: True when `score` maps outputs to probabilities (shown as D(x), D(G(z))).
+    probabilistic: bool = True
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Loss the discriminator minimises."""
+        raise NotImplementedError
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """Loss the generator minimises."""
+        raise NotImplementedError
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        """Outputs as shown in progress and logs: probabilities for logit losses, raw scores otherwise."""
+        return torch.sigmoid(logits) if self.probabilistic else logits
+
+
+class NonSaturatingLoss(AdversarialLoss):
+    """Goodfellow et al.'s GAN loss with the non-saturating generator objective −log D(G(z))."""
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake).mean()
+
+
+class BCELoss(AdversarialLoss):
+    """Binary cross-entropy against targets, with one-sided label smoothing of the real targets."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.real_target = 1.0 - label_smoothing
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.real_target))
+                + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+class LeastSquaresLoss(AdversarialLoss):
+    """LSGAN (Mao et al.): D pushes real to 1 and fake to 0, G pushes fake to 1, squared errors."""
+
+    probabilistic = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (fake - 1).pow(2).mean()
+
+
+class WassersteinLoss(AdversarialLoss):
+    """WGAN critic loss E[D(fake)] − E[D(real)]; the generator maximises E[D(fake)]."""
+
+    probabilistic = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean() - real.mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+class WassersteinGPLoss(WassersteinLoss):
+    """WGAN-GP (Gulrajani et al.): the Wasserstein loss plus a gradient penalty on interpolates."""
+
+    gradient_penalty = True
+
+
+class HingeLoss(AdversarialLoss):
+    """Hinge loss (SAGAN/BigGAN): relu(1 − D(real)) + relu(1 + D(fake)); G maximises D(fake)."""
+
+    probabilistic = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean()
+
+
+ADVERSARIAL_LOSSES: Registry[Callable[..., AdversarialLoss]] = Registry("adversarial loss")
+ADVERSARIAL_LOSSES.register("ns")(lambda label_smoothing=0.0: NonSaturatingLoss())
+ADVERSARIAL_LOSSES.register("bce")(lambda label_smoothing=0.0: BCELoss(label_smoothing))
+ADVERSARIAL_LOSSES.register("ls")(lambda label_smoothing=0.0: LeastSquaresLoss())
+ADVERSARIAL_LOSSES.register("wgan")(lambda label_smoothing=0.0: WassersteinLoss())
+ADVERSARIAL_LOSSES.register("wgan-gp")(lambda label_smoothing=0.0: WassersteinGPLoss())
+ADVERSARIAL_LOSSES.register("hinge")(lambda label_smoothing=0.0: HingeLoss())
+
+
+def build_adversarial_loss(name: str, label_smoothing: float = 0.0) -> AdversarialLoss:
+    """The registered loss `name`."""
+    return ADVERSARIAL_LOSSES.get(name)(label_smoothing=label_smoothing)

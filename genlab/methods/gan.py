@@ -1,0 +1,155 @@
+"""GAN training: discriminator and generator phases, pluggable losses, penalties and EMA.
+
+Like stylegan2-ada's `accumulate_gradients`, a step runs named phases: `Dmain` (adversarial loss,
+plus the gradient penalty for wgan-gp), `Dreg` (lazy R1 every `r1_every` steps) and `Gmain`
+(every `n_critic` steps). New losses and penalties plug into these phases; the loop never changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from genlab.config import Config
+from genlab.data import Batch
+from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noise_std, r1_penalty
+from genlab.methods.base import Method, StepContext
+from genlab.models import DataShape, build_models
+from genlab.train.ema import EMA
+from genlab.train.schedules import lr_factor
+
+
+def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
+    """Adam, using the multi-tensor kernel wherever it helps."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
+
+
+class GANMethod(Method):
+    """A generator/discriminator pair trained with the configured adversarial loss."""
+
+    def __init__(self, cfg: Config, data: DataShape, device: torch.device) -> None:
+        t = cfg.training
+        self.cfg = cfg
+        self.device = device
+        self.latent_dim = cfg.model.latent_dim
+        self.generator, self.discriminator = (m.to(device) for m in build_models(cfg.model, data, t.loss_type))
+        self.loss = build_adversarial_loss(t.loss_type, t.label_smoothing)
+        betas = (t.beta1, t.beta2)
+        self.opt_g = adam(self.generator.parameters(), t.lr_g, betas, t.weight_decay)
+        self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
+        self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
+        self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
+
+    @property
+    def sampler(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.generator
+
+    def make_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard-normal z of shape n×latent_dim."""
+        gen = generator if generator is not None else self.noise_rng
+        return torch.randn(n, self.latent_dim, generator=gen, device=gen.device).to(self.device)
+
+    def _set_learning_rates(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        t = self.cfg.training
+        factor = lr_factor(t.lr_schedule, ctx.epoch, ctx.total_epochs, warmup_epochs=t.warmup_epochs,
+                           min_ratio=t.lr_min_ratio, step_epochs=t.lr_step_epochs, gamma=t.lr_gamma)
+        for opt, base in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        return {} if t.lr_schedule == "none" else {"lr_g": torch.tensor(t.lr_g * factor), "lr_d": torch.tensor(t.lr_d * factor)}
+
+    def _noisy(self, images: torch.Tensor, std: float) -> torch.Tensor:
+        if std <= 0:
+            return images
+        return images + std * torch.randn(images.shape, generator=self.noise_rng, device=self.noise_rng.device).to(images)
+
+    def _clip(self, module: nn.Module) -> None:
+        if self.cfg.training.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.training.grad_clip)
+
+    def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """One discriminator update and, every n_critic steps, one generator update."""
+        t = self.cfg.training
+        G, D = self.generator, self.discriminator
+        stats = self._set_learning_rates(ctx)
+        real = batch.images
+        noise_std = instance_noise_std(t.d_noise_std, t.d_noise_decay_epochs, ctx.epoch)
+        train_g = (ctx.step + 1) % t.n_critic == 0
+        z = self.make_noise(real.shape[0])
+        with torch.set_grad_enabled(train_g):
+            fake = G(z)
+
+        # Dmain: adversarial loss (+ gradient penalty) on real and detached fake images.
+        self.opt_d.zero_grad(set_to_none=True)
+        real_in = self._noisy(real, noise_std)
+        fake_in = self._noisy(fake.detach(), noise_std)
+        real_out, fake_out = D(real_in), D(fake_in)
+        loss_d = self.loss.d_loss(real_out, fake_out)
+        stats["loss_d"] = loss_d.detach()
+        if self.loss.gradient_penalty and t.gp_lambda > 0:
+            gp = gradient_penalty(D, real_in, fake_in, self.noise_rng)
+            loss_d = loss_d + t.gp_lambda * gp
+            stats["gp"] = gp.detach()
+        loss_d.backward()
+        # Dreg: lazy R1, scaled by its interval so its average strength matches r1_gamma.
+        if t.r1_gamma > 0 and ctx.step % t.r1_every == 0:
+            r1 = r1_penalty(D, real_in)
+            (0.5 * t.r1_gamma * t.r1_every * r1).backward()
+            stats["r1"] = r1.detach()
+        self._clip(D)
+        self.opt_d.step()
+        stats["d_real"] = self.loss.score(real_out.detach()).mean()
+        stats["d_fake"] = self.loss.score(fake_out.detach()).mean()
+
+        # Gmain: the generator's adversarial loss through a frozen discriminator.
+        if train_g:
+            self.opt_g.zero_grad(set_to_none=True)
+            D.requires_grad_(False)
+            loss_g = self.loss.g_loss(D(self._noisy(fake, noise_std)))
+            loss_g.backward()
+            D.requires_grad_(True)
+            self._clip(G)
+            self.opt_g.step()
+            stats["loss_g"] = loss_g.detach()
+            if self.ema is not None:
+                self.ema.update(G)
+        if noise_std > 0:
+            stats["d_noise_std"] = torch.tensor(noise_std)
+        return stats
+
+    @torch.no_grad()
+    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
+        """Generate images in eval mode (EMA generator unless ema=False or EMA is off)."""
+        net = self.ema.model if (ema and self.ema is not None) else self.generator
+        was_training = net.training
+        net.eval()
+        images = net(noise.to(self.device), labels)
+        net.train(was_training)
+        return images
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "noise_rng": self.noise_rng.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.noise_rng.set_state(state["noise_rng"])
+
+    def load_sampler_weights(self, state: dict[str, Any], ema: bool = True) -> None:
+        """Load only what sampling needs from a full method state (generator and its EMA)."""
+        self.generator.load_state_dict(state["generator"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])

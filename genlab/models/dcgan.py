@@ -1,0 +1,130 @@
+"""DCGAN generator and discriminator for 28 to 128 px.
+
+Two generator stems, as in the seed notes: a transposed convolution from z to a 4×4 map
+(seed 000's 3-block design for 28-32 px) or a fully connected layer to C×4×4 followed by
+BatchNorm1d (seed 001's 64 px design). Each block doubles the resolution; widths halve per
+block from the stem down to `base_channels`. The discriminator mirrors it and ends in a
+convolution to one unbounded logit (no sigmoid: losses work on logits, critics need raw scores).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genlab.models.layers import dcgan_init, maybe_spectral_norm, norm_layer
+
+
+def default_num_blocks(image_size: int) -> int:
+    """Blocks so that the stem starts at about 4×4: 3 up to 32 px, 4 at 64, 5 at 128."""
+    blocks = 1
+    while -(-image_size // 2**blocks) > 4:
+        blocks += 1
+    return max(blocks, 3)
+
+
+def resolution_ladder(image_size: int, num_blocks: int) -> list[int]:
+    """Feature-map sides from the stem to the image, halving (rounding up) per block: 28 -> [4, 7, 14, 28]."""
+    sizes = [image_size]
+    for _ in range(num_blocks):
+        sizes.insert(0, -(-sizes[0] // 2))
+    return sizes
+
+
+def block_widths(base_channels: int, num_blocks: int, max_channels: int) -> list[int]:
+    """Widths at each ladder level except the image: the stem is widest, the last block is base_channels."""
+    return [min(base_channels * 2 ** (num_blocks - 1 - i), max_channels) for i in range(num_blocks)]
+
+
+def _up(in_ch: int, out_ch: int, size_in: int, size_out: int) -> nn.ConvTranspose2d:
+    """A stride-2 transposed conv mapping size_in to size_out (= 2·size_in or 2·size_in − 1)."""
+    kernel = 4 if size_out == 2 * size_in else 3
+    return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=2, padding=1, bias=False)
+
+
+class DCGANGenerator(nn.Module):
+    """z (N×latent_dim) -> images (N×channels×image_size×image_size) in [-1, 1]."""
+
+    def __init__(
+        self,
+        latent_dim: int = 64,
+        image_size: int = 28,
+        channels: int = 1,
+        base_channels: int = 64,
+        num_blocks: int | None = None,
+        max_channels: int = 512,
+        projection: str = "auto",
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        num_blocks = num_blocks or default_num_blocks(image_size)
+        sizes = resolution_ladder(image_size, num_blocks)
+        widths = block_widths(base_channels, num_blocks, max_channels)
+        if projection == "auto":
+            projection = "conv" if image_size <= 32 else "linear"
+        self.latent_dim = latent_dim
+        self.image_size = image_size
+        self.stem_shape = (widths[0], sizes[0], sizes[0])
+        if projection == "conv":
+            self.stem = nn.Sequential(
+                nn.Unflatten(1, (latent_dim, 1, 1)),
+                nn.ConvTranspose2d(latent_dim, widths[0], sizes[0], stride=1, padding=0, bias=False),
+                norm_layer(norm, widths[0]),
+                nn.ReLU(inplace=True),
+            )
+        elif projection == "linear":
+            features = widths[0] * sizes[0] * sizes[0]
+            self.stem = nn.Sequential(
+                nn.Linear(latent_dim, features, bias=False),
+                nn.BatchNorm1d(features) if norm == "batch" else nn.Identity(),
+                nn.ReLU(inplace=True),
+                nn.Unflatten(1, self.stem_shape),
+            )
+        else:
+            raise ValueError(f"unknown projection {projection!r}; use conv, linear or auto")
+        blocks: list[nn.Module] = []
+        for i in range(num_blocks - 1):
+            blocks += [_up(widths[i], widths[i + 1], sizes[i], sizes[i + 1]), norm_layer(norm, widths[i + 1]), nn.ReLU(inplace=True)]
+        self.blocks = nn.Sequential(*blocks)
+        self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])
+        dcgan_init(self)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate images from noise (labels are ignored: this generator is unconditional)."""
+        return torch.tanh(self.to_image(self.blocks(self.stem(z))))
+
+
+class DCGANDiscriminator(nn.Module):
+    """images -> one logit per image (N), no sigmoid."""
+
+    def __init__(
+        self,
+        image_size: int = 28,
+        channels: int = 1,
+        base_channels: int = 64,
+        num_blocks: int | None = None,
+        max_channels: int = 512,
+        norm: str = "batch",
+        leaky_slope: float = 0.2,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        num_blocks = num_blocks or default_num_blocks(image_size)
+        sizes = resolution_ladder(image_size, num_blocks)[::-1]
+        widths = block_widths(base_channels, num_blocks, max_channels)[::-1]
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for i, width in enumerate(widths):
+            conv = nn.Conv2d(in_ch, width, 4 if sizes[i] == 2 * sizes[i + 1] else 3, stride=2, padding=1, bias=i == 0)
+            layers.append(maybe_spectral_norm(conv, spectral_norm))
+            if i > 0:  # DCGAN: no normalisation on the first layer
+                layers.append(norm_layer(norm, width))
+            layers.append(nn.LeakyReLU(leaky_slope, inplace=True))
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.to_logit = maybe_spectral_norm(nn.Conv2d(in_ch, 1, sizes[-1], stride=1, padding=0), spectral_norm)
+        dcgan_init(self)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Score images (labels are ignored: this discriminator is unconditional)."""
+        return self.to_logit(self.features(images)).flatten()

@@ -1,0 +1,70 @@
+"""Each adversarial loss and penalty against its formula on small tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noise_std, r1_penalty
+
+REAL = torch.tensor([2.0, -1.0, 0.5])
+FAKE = torch.tensor([-0.5, 1.5, 0.0])
+
+
+def test_non_saturating():
+    loss = build_adversarial_loss("ns")
+    expected_d = -torch.log(torch.sigmoid(REAL)).mean() - torch.log(1 - torch.sigmoid(FAKE)).mean()
+    assert loss.d_loss(REAL, FAKE) == pytest.approx(expected_d.item(), rel=1e-6)
+    assert loss.g_loss(FAKE) == pytest.approx(-torch.log(torch.sigmoid(FAKE)).mean().item(), rel=1e-6)
+
+
+def test_bce_label_smoothing_is_one_sided():
+    loss = build_adversarial_loss("bce", label_smoothing=0.1)
+    p_real, p_fake = torch.sigmoid(REAL), torch.sigmoid(FAKE)
+    expected = -(0.9 * torch.log(p_real) + 0.1 * torch.log(1 - p_real)).mean() - torch.log(1 - p_fake).mean()
+    assert loss.d_loss(REAL, FAKE) == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.g_loss(FAKE) == pytest.approx(-torch.log(p_fake).mean().item(), rel=1e-6)
+
+
+def test_least_squares_wasserstein_hinge():
+    ls = build_adversarial_loss("ls")
+    assert ls.d_loss(REAL, FAKE) == pytest.approx(0.5 * (((REAL - 1) ** 2).mean() + (FAKE**2).mean()).item())
+    wgan = build_adversarial_loss("wgan-gp")
+    assert wgan.gradient_penalty and wgan.d_loss(REAL, FAKE) == pytest.approx((FAKE.mean() - REAL.mean()).item())
+    hinge = build_adversarial_loss("hinge")
+    expected = F.relu(1 - REAL).mean() + F.relu(1 + FAKE).mean()
+    assert hinge.d_loss(REAL, FAKE) == pytest.approx(expected.item())
+    assert hinge.g_loss(FAKE) == pytest.approx(-FAKE.mean().item())
+
+
+def test_gradient_penalty_zero_for_unit_gradient_critic():
+    w = torch.randn(3 * 4 * 4)
+    w = w / w.norm()
+
+    def critic(x):
+        return x.flatten(1) @ w
+
+    real, fake = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+    assert gradient_penalty(lambda x: 3 * critic(x), real, fake).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_r1_matches_autograd():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    real = torch.randn(6, 3, 2, 2)
+    x = real.clone().requires_grad_(True)
+    grads = torch.stack([torch.autograd.grad(net(x[i : i + 1]).sum(), x)[0][i] for i in range(6)])
+    expected = grads.flatten(1).pow(2).sum(1).mean()
+    assert r1_penalty(lambda t: net(t).flatten(), real).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_instance_noise_schedule():
+    assert instance_noise_std(0.15, 200, 0) == pytest.approx(0.15)
+    assert instance_noise_std(0.15, 200, 100) == pytest.approx(0.075)
+    assert instance_noise_std(0.15, 200, 250) == 0.0
+    assert instance_noise_std(0.1, 0, 1000) == 0.1
+    assert math.isclose(instance_noise_std(0.0, 10, 1), 0.0)

@@ -1,0 +1,55 @@
+"""DCGAN shapes at each resolution, the two stems, normalisation choices and initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from genlab.config import load_config
+from genlab.models import DataShape, DCGANDiscriminator, DCGANGenerator, build_models
+from genlab.models.dcgan import default_num_blocks, resolution_ladder
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3), (128, 1)])
+def test_shapes_at_each_resolution(size, channels):
+    g = DCGANGenerator(latent_dim=16, image_size=size, channels=channels, base_channels=8)
+    d = DCGANDiscriminator(image_size=size, channels=channels, base_channels=8)
+    images = g(torch.randn(3, 16))
+    assert images.shape == (3, channels, size, size)
+    assert images.abs().max() <= 1.0
+    assert d(images).shape == (3,)
+
+
+def test_seed_notes_designs():
+    assert resolution_ladder(28, 3) == [4, 7, 14, 28] and default_num_blocks(28) == 3
+    small = DCGANGenerator(latent_dim=64, image_size=28, base_channels=64)
+    assert isinstance(small.stem[1], nn.ConvTranspose2d) and small.stem_shape == (256, 4, 4)
+    flowers = DCGANGenerator(latent_dim=100, image_size=64, channels=3, base_channels=64)
+    assert isinstance(flowers.stem[0], nn.Linear) and flowers.stem[0].out_features == 512 * 4 * 4
+    assert isinstance(flowers.stem[1], nn.BatchNorm1d)
+    widths = [m.out_channels for m in flowers.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert widths == [256, 128, 64, 3]
+
+
+def test_no_sigmoid_and_critic_norm_for_wgan_gp():
+    cfg = load_config(None, ["training.loss_type=wgan-gp", "data.image_size=64"])
+    g, d = build_models(cfg.model, DataShape(64, 3, 10), cfg.training.loss_type)
+    assert any(isinstance(m, nn.InstanceNorm2d) and m.affine for m in d.modules())
+    assert not any(isinstance(m, (nn.Sigmoid, nn.BatchNorm2d)) for m in d.modules())
+    out = d(torch.randn(2, 3, 64, 64) * 50)
+    assert out.abs().max() > 1.0 or out.min() < 0  # raw scores, not probabilities
+
+
+def test_dcgan_initialisation_statistics():
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=64, image_size=32, base_channels=64)
+    conv = g.blocks[0]
+    bn = g.blocks[1]
+    assert abs(conv.weight.std().item() - 0.02) < 0.002
+    assert abs(bn.weight.mean().item() - 1.0) < 0.01 and bn.bias.abs().max() == 0
+
+
+def test_spectral_norm_option():
+    d = DCGANDiscriminator(image_size=32, channels=1, base_channels=8, spectral_norm=True, norm="none")
+    assert any(hasattr(m, "parametrizations") for m in d.modules())

@@ -1,0 +1,56 @@
+"""EMA, learning-rate schedules and the per-step GAN phases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genlab.train.ema import EMA
+from genlab.train.schedules import lr_factor
+
+
+def test_ema_follows_its_formula():
+    net = torch.nn.Linear(3, 2)
+    ema = EMA(net, decay=0.9, warmup=False)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    assert torch.allclose(ema.model.weight, 0.9 * start + 0.1 * net.weight)
+    assert not torch.equal(ema.model.weight, net.weight)
+
+
+def test_ema_warmup_ramps_decay():
+    ema = EMA(torch.nn.Linear(1, 1), decay=0.999, warmup=True)
+    assert ema.current_decay() == pytest.approx(0.1)
+    ema.num_updates = 10_000
+    assert ema.current_decay() == 0.999
+
+
+def test_lr_schedules():
+    assert lr_factor("none", 5, 10) == 1.0
+    assert lr_factor("cosine", 0, 10) == pytest.approx(1.0)
+    assert lr_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert lr_factor("cosine", 10, 10, min_ratio=0.01) == pytest.approx(0.01)
+    assert lr_factor("warmup_cosine", 1, 10, warmup_epochs=2) == pytest.approx(0.5)
+    assert lr_factor("warmup_cosine", 6, 10, warmup_epochs=2) == pytest.approx(0.5)
+    assert lr_factor("step", 65, 100, step_epochs=30, gamma=0.1) == pytest.approx(0.01)
+    assert math.isclose(lr_factor("warmup_cosine", 2, 10, warmup_epochs=2), 1.0)
+
+
+def test_n_critic_and_lazy_r1_run_on_the_right_steps(tiny_config):
+    from genlab.data import build_dataset
+    from genlab.data.loader import EpochLoader
+    from genlab.methods import GANMethod, StepContext
+    from genlab.models import DataShape
+
+    cfg = tiny_config("training.n_critic=3", "training.r1_gamma=1", "training.r1_every=4")
+    ds = build_dataset(cfg.data)
+    method = GANMethod(cfg, DataShape(16, 1, 4), torch.device("cpu"))
+    batches = list(EpochLoader(ds, 8, 0, torch.device("cpu")).epoch(0))
+    seen = [method.train_step(b, StepContext(i, 8, 8)) for i, b in enumerate(batches)]
+    assert [i for i, s in enumerate(seen) if "loss_g" in s] == [2, 5]
+    assert [i for i, s in enumerate(seen) if "r1" in s] == [0, 4]
+    assert method.ema.num_updates == 2
