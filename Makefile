@@ -10,6 +10,7 @@ $(BIN)/genlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
 	@touch $@
 
 venv: $(BIN)/genlab

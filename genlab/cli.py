@@ -117,6 +117,22 @@ def prepare_data(
     typer.echo(f"Downloaded {name}: {len(dataset)} images ({split}).")
 
 
+@prepare_app.command("faces")
+def prepare_faces(
+    src: Path = typer.Option(..., "--src", help="Folder of photos (searched recursively; sub-folders kept)."),
+    out: Path = typer.Option(..., "--out", help="Where aligned crops go (a cache: up-to-date crops are kept)."),
+    size: int = typer.Option(128, "--size", min=16, help="Side of the aligned square crops."),
+    device: str = typer.Option("cpu", "--device", help="Device for the MTCNN detector."),
+    margin: float = typer.Option(0.0, "--margin", min=0.0, help="Zoom out around the face for more context."),
+) -> None:
+    """Detect faces with MTCNN, align them to canonical eye/nose/mouth positions, cache the crops."""
+    from genlab.data.faces import prepare_faces as run
+
+    report = run(src, out, size=size, device=device, margin=margin)
+    typer.echo(report.summary())
+    typer.echo(f"Train on them with: genlab train data.name=imagefolder data.root={out} data.image_size={size}")
+
+
 def main() -> None:
     """Entry point: user mistakes print one paragraph and exit 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

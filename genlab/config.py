@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, GenlabError
 from genlab.registry import closest
 
 PRESET_DIR_NAME = "configs"
@@ -37,9 +37,11 @@ class ModelConfig(Section):
         "dcgan", description="Generator/discriminator pair, e.g. dcgan (28-128 px DCGAN)."
     )
     latent_dim: int = Field(64, ge=1, description="Size of the generator's noise vector z.")
-    embed_dim: int = Field(
-        0, ge=0, description="Label-embedding size for conditional models (0 = unconditional)."
+    condition: Literal["none", "projection", "acgan", "projection+acgan"] = Field(
+        "none",
+        description="Class conditioning: conditional BN in G plus a projection D, an AC-GAN auxiliary classifier, or both.",
     )
+    embed_dim: int = Field(128, ge=1, description="Class-embedding size feeding conditional BatchNorm in G.")
     generator_base_channels: int = Field(
         64, ge=1, description="Generator width at the last (highest-resolution) block; doubles per block towards z."
     )
@@ -63,8 +65,18 @@ class ModelConfig(Section):
     )
     leaky_slope: float = Field(0.2, ge=0.0, lt=1.0, description="LeakyReLU slope in the discriminator.")
     spectral_norm_d: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
-    use_self_attention: bool = Field(False, description="Self-attention blocks (SAGAN); needs a zoo architecture.")
-    use_residual: bool = Field(False, description="Residual blocks (SNGAN style); needs a zoo architecture.")
+    use_self_attention: bool = Field(
+        False, description="Self-attention (SAGAN) at attention_resolutions (default: 16 px up to 64 px, else size/4)."
+    )
+    attention_resolutions: list[int] = Field([], description="Feature-map sides that get self-attention, e.g. [16, 32].")
+    use_residual: bool = Field(False, description="Residual blocks (SNGAN style): the resnet architecture.")
+    upsample: Literal["nearest", "pixel_shuffle", "convtranspose"] = Field(
+        "nearest", description="Up-sampling in residual generator blocks."
+    )
+    spectral_norm_g: bool = Field(False, description="Spectral normalisation on the generator (never its last conv).")
+    final_init_scale: float = Field(
+        0.1, gt=0, description="Scale of the residual generator's last-conv init: keeps tanh unsaturated (seed 004)."
+    )
 
 
 class TrainingConfig(Section):
@@ -86,6 +98,7 @@ class TrainingConfig(Section):
         0.0, ge=0, lt=0.5, description="One-sided label smoothing of real targets (bce loss only)."
     )
     gp_lambda: float = Field(10.0, ge=0, description="Gradient-penalty weight for wgan-gp.")
+    aux_weight: float = Field(1.0, ge=0, description="Weight of the AC-GAN auxiliary classification loss.")
     grad_clip: float = Field(0.0, ge=0, description="Clip each network's gradient norm to this (0 = off).")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the generator weights (0 = no EMA).")
     ema_warmup: bool = Field(
@@ -104,6 +117,18 @@ class TrainingConfig(Section):
     )
     r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off).")
     r1_every: int = Field(16, ge=1, description="Apply R1 lazily every this many steps (scaled to match).")
+    diffaugment: str = Field(
+        "", description="DiffAugment policy for D's real and fake inputs, e.g. color,translation,cutout ('' = off)."
+    )
+    perceptual_weight: float = Field(0.0, ge=0, description="Weight of the VGG perceptual loss G(z) vs real batch (0 = off).")
+    gram_weight: float = Field(0.0, ge=0, description="Weight of the Gram-matrix texture loss G(z) vs real batch (0 = off).")
+    perceptual_network: Literal["vgg16", "vgg19"] = Field("vgg16", description="VGG used by perceptual/Gram losses.")
+    perceptual_layers: list[str] = Field(
+        ["relu1_2", "relu2_2", "relu3_3"], description="VGG layers compared by the perceptual and Gram losses."
+    )
+    vgg_weights: str | None = Field(
+        "imagenet", description="VGG weights: imagenet (torchvision download, cached), a .pth path, or null (random)."
+    )
 
 
 class DataConfig(Section):
@@ -128,7 +153,13 @@ class DataConfig(Section):
         description="Keep only these class ids. Two classes follow GASTeN (first -> 1, second -> 0); more are relabelled by position.",
     )
     center_crop: bool = Field(True, description="Centre-crop to a square before resizing (no distortion).")
-    hflip: bool = Field(False, description="Random horizontal flips (p=0.5).")
+    hflip: bool = Field(False, description="Random horizontal flips (p=0.5); shorthand for adding hflip to augment.")
+    augment: str | list[str] | dict[str, Any] | None = Field(
+        None,
+        description="Augmentation policy: a preset (standard, faces), a list of ops (hflip, color_jitter, rotation, "
+        "random_resized_crop), or a mapping {ops: [...], brightness: 0.2, degrees: 15, ...}.",
+    )
+    balanced: bool = Field(False, description="Class-balanced oversampling: draw each class equally often per epoch.")
     max_samples: int | None = Field(None, ge=1, description="Use only the first N images (quick runs).")
     num_samples: int = Field(2048, ge=1, description="Images generated by the synthetic data set.")
     extensions: list[str] = Field(
@@ -366,24 +397,29 @@ def check_names(cfg: Config, source: str = "config") -> None:
                 + (f" — did you mean {hint!r}?" if hint else ".")
                 + f" Available: {', '.join(registry.names())}."
             )
+    from genlab.data.augment import parse_diff_policy, resolve_policy
     from genlab.errors import NotSupportedYet
 
+    try:
+        resolve_policy(cfg.data.augment, cfg.data.hflip)
+        parse_diff_policy(cfg.training.diffaugment)
+    except GenlabError as err:
+        raise ConfigError(f"Invalid configuration ({source}): {err}") from None
     if cfg.eval.metrics or cfg.eval.every_epochs:
         raise NotSupportedYet(
             f"In {source}: evaluation during training (eval.metrics / eval.every_epochs) is not supported "
             "yet in this version of genlab. Remove those keys; sample grids are still written."
         )
-    for flag in ("use_self_attention", "use_residual"):
-        if getattr(cfg.model, flag) and cfg.model.architecture == "dcgan":
-            raise NotSupportedYet(
-                f"In {source}: model.{flag}=true is not supported yet by the plain dcgan architecture. "
-                "Set it to false, or pick a zoo architecture once one is available."
-            )
-    if cfg.model.embed_dim and cfg.model.architecture == "dcgan":
-        raise NotSupportedYet(
-            f"In {source}: conditional generation (model.embed_dim > 0) is not supported yet by the dcgan "
-            "architecture yet. Set model.embed_dim=0."
-        )
+    if cfg.model.architecture == "dcgan":
+        unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none"}
+        for key, used in unsupported.items():
+            if used:
+                raise NotSupportedYet(
+                    f"In {source}: model.{key} is not supported yet by the plain dcgan architecture. "
+                    "Use model.architecture=resnet (residual blocks with class conditioning)."
+                )
+    if cfg.model.use_residual and cfg.model.architecture != "resnet":
+        raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")
 
 
 def preset_dirs() -> list[Path]:

@@ -99,7 +99,7 @@ def test_seed_000_loss_spelling_parses():
 
 def test_not_yet_supported_values_say_so():
     with pytest.raises(NotSupportedYet, match="not supported yet"):
-        load_config(None, ["model.use_self_attention=true"])
+        load_config(None, ["model.condition=projection"])
 
 
 def test_schema_description_covers_every_group():

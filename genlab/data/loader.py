@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from genlab.data.augment import AugmentPolicy, augment_batch
 from genlab.data.base import ImageDataset, InMemoryImageDataset, Uint8View, to_float
 
 
@@ -27,8 +28,9 @@ class EpochLoader:
     """Yields full batches in a seeded per-epoch order, optionally starting mid-epoch (for resume).
 
     In-memory data sets are gathered with one index op per batch; file-based ones go through a
-    DataLoader whose workers decode uint8 images. Random augmentation (horizontal flip) happens on
-    the whole batch in the main process with a checkpointed generator, so resuming is exact.
+    DataLoader whose workers decode uint8 images. Random augmentation happens on the whole batch
+    in the main process with a checkpointed generator, so resuming is exact. With `balanced`, each
+    epoch draws indices with replacement, weighted by 1 / (size of the image's class).
     """
 
     def __init__(
@@ -37,8 +39,9 @@ class EpochLoader:
         batch_size: int,
         seed: int,
         device: torch.device,
-        hflip: bool = False,
+        augment: AugmentPolicy | None = None,
         num_workers: int = 0,
+        balanced: bool = False,
     ) -> None:
         if len(dataset) < batch_size:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of {batch_size}")
@@ -46,8 +49,12 @@ class EpochLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.device = device
-        self.hflip = hflip
+        self.augment = augment
         self.num_workers = num_workers
+        self.sample_weights = None
+        if balanced:
+            counts = torch.bincount(dataset.labels, minlength=dataset.num_classes).clamp_min(1)
+            self.sample_weights = 1.0 / counts[dataset.labels].double()
 
     @property
     def steps_per_epoch(self) -> int:
@@ -57,6 +64,8 @@ class EpochLoader:
     def order(self, epoch: int) -> torch.Tensor:
         """The permutation of data indices used in `epoch`."""
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        if self.sample_weights is not None:
+            return torch.multinomial(self.sample_weights, len(self.dataset), replacement=True, generator=gen)
         return torch.randperm(len(self.dataset), generator=gen)
 
     def _uint8_batches(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -78,7 +87,6 @@ class EpochLoader:
         index_batches = list(order.view(self.steps_per_epoch, self.batch_size)[start_batch:])
         for images, labels in self._uint8_batches(index_batches):
             images = to_float(images.to(self.device, non_blocking=True))
-            if self.hflip:
-                flip = torch.rand(len(images), generator=aug_generator) < 0.5
-                images = torch.where(flip.to(self.device).view(-1, 1, 1, 1), images.flip(-1), images)
+            if self.augment is not None:
+                images = augment_batch(images, self.augment, aug_generator)
             yield Batch(images, labels.to(self.device, non_blocking=True))

@@ -11,9 +11,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from genlab.config import Config
 from genlab.data import Batch
+from genlab.data.augment import diff_augment
 from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noise_std, r1_penalty
 from genlab.methods.base import Method, StepContext
 from genlab.models import DataShape, build_models
@@ -34,6 +36,8 @@ class GANMethod(Method):
         self.cfg = cfg
         self.device = device
         self.latent_dim = cfg.model.latent_dim
+        self.num_classes = data.num_classes
+        self.conditional = cfg.model.condition != "none"
         self.generator, self.discriminator = (m.to(device) for m in build_models(cfg.model, data, t.loss_type))
         self.loss = build_adversarial_loss(t.loss_type, t.label_smoothing)
         betas = (t.beta1, t.beta2)
@@ -41,6 +45,27 @@ class GANMethod(Method):
         self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
+        self.reconstruction_terms = self._reconstruction_terms(cfg, device)
+
+    @staticmethod
+    def _reconstruction_terms(cfg: Config, device: torch.device) -> list[tuple[str, float, nn.Module]]:
+        """Optional generator terms comparing G(z) with the real batch: VGG perceptual and Gram texture losses."""
+        t = cfg.training
+        terms: list[tuple[str, float, nn.Module]] = []
+        if t.perceptual_weight > 0 or t.gram_weight > 0:
+            from genlab.losses.perceptual import GramLoss, PerceptualLoss
+
+            kwargs = {"network": t.perceptual_network, "layers": tuple(t.perceptual_layers), "weights": t.vgg_weights}
+            if t.perceptual_weight > 0:
+                terms.append(("perceptual", t.perceptual_weight, PerceptualLoss(**kwargs).to(device)))
+            if t.gram_weight > 0:
+                terms.append(("gram", t.gram_weight, GramLoss(**kwargs).to(device)))
+        return terms
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment (when configured) applied alike to everything the discriminator sees."""
+        policy = self.cfg.training.diffaugment
+        return diff_augment(images, policy, self.noise_rng) if policy else images
 
     @property
     def sampler(self) -> nn.Module:
@@ -50,6 +75,24 @@ class GANMethod(Method):
         """Standard-normal z of shape n×latent_dim."""
         gen = generator if generator is not None else self.noise_rng
         return torch.randn(n, self.latent_dim, generator=gen, device=gen.device).to(self.device)
+
+    def make_labels(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Uniformly drawn class labels for conditional models (None when unconditional)."""
+        if not self.conditional:
+            return None
+        gen = generator if generator is not None else self.noise_rng
+        return torch.randint(0, self.num_classes, (n,), generator=gen, device=gen.device).to(self.device)
+
+    def grid_labels(self, n: int) -> torch.Tensor | None:
+        """Labels for sample grids: classes in turn, so each class shows up."""
+        return torch.arange(n, device=self.device) % self.num_classes if self.conditional else None
+
+    def _aux_loss(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """AC-GAN cross-entropy of the discriminator's last auxiliary logits against `labels`."""
+        logits = getattr(self.discriminator, "aux_logits", None)
+        if logits is None or labels is None:
+            return None
+        return F.cross_entropy(logits, labels)
 
     def _set_learning_rates(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         t = self.cfg.training
@@ -78,24 +121,32 @@ class GANMethod(Method):
         noise_std = instance_noise_std(t.d_noise_std, t.d_noise_decay_epochs, ctx.epoch)
         train_g = (ctx.step + 1) % t.n_critic == 0
         z = self.make_noise(real.shape[0])
+        real_labels = batch.labels if self.conditional else None
+        fake_labels = self.make_labels(real.shape[0])
         with torch.set_grad_enabled(train_g):
-            fake = G(z)
+            fake = G(z, fake_labels)
 
-        # Dmain: adversarial loss (+ gradient penalty) on real and detached fake images.
+        # Dmain: adversarial loss (+ gradient penalty, + AC-GAN class loss) on real and detached fake images.
         self.opt_d.zero_grad(set_to_none=True)
-        real_in = self._noisy(real, noise_std)
-        fake_in = self._noisy(fake.detach(), noise_std)
-        real_out, fake_out = D(real_in), D(fake_in)
+        real_in = self._noisy(self._augment(real), noise_std)
+        fake_in = self._noisy(self._augment(fake.detach()), noise_std)
+        real_out = D(real_in, real_labels)
+        aux_real = self._aux_loss(real_labels)
+        fake_out = D(fake_in, fake_labels)
+        aux_fake = self._aux_loss(fake_labels)
         loss_d = self.loss.d_loss(real_out, fake_out)
         stats["loss_d"] = loss_d.detach()
+        if aux_real is not None and aux_fake is not None:
+            loss_d = loss_d + t.aux_weight * (aux_real + aux_fake)
+            stats["aux_d"] = (aux_real + aux_fake).detach()
         if self.loss.gradient_penalty and t.gp_lambda > 0:
-            gp = gradient_penalty(D, real_in, fake_in, self.noise_rng)
+            gp = gradient_penalty(lambda x: D(x, real_labels), real_in, fake_in, self.noise_rng)
             loss_d = loss_d + t.gp_lambda * gp
             stats["gp"] = gp.detach()
         loss_d.backward()
         # Dreg: lazy R1, scaled by its interval so its average strength matches r1_gamma.
         if t.r1_gamma > 0 and ctx.step % t.r1_every == 0:
-            r1 = r1_penalty(D, real_in)
+            r1 = r1_penalty(lambda x: D(x, real_labels), real_in)
             (0.5 * t.r1_gamma * t.r1_every * r1).backward()
             stats["r1"] = r1.detach()
         self._clip(D)
@@ -107,12 +158,20 @@ class GANMethod(Method):
         if train_g:
             self.opt_g.zero_grad(set_to_none=True)
             D.requires_grad_(False)
-            loss_g = self.loss.g_loss(D(self._noisy(fake, noise_std)))
+            loss_g = self.loss.g_loss(D(self._noisy(self._augment(fake), noise_std), fake_labels))
+            stats["loss_g"] = loss_g.detach()
+            for name, weight, term in self.reconstruction_terms:
+                value = term(fake, real)
+                loss_g = loss_g + weight * value
+                stats[name] = value.detach()
+            aux_g = self._aux_loss(fake_labels)
+            if aux_g is not None:
+                loss_g = loss_g + t.aux_weight * aux_g
+                stats["aux_g"] = aux_g.detach()
             loss_g.backward()
             D.requires_grad_(True)
             self._clip(G)
             self.opt_g.step()
-            stats["loss_g"] = loss_g.detach()
             if self.ema is not None:
                 self.ema.update(G)
         if noise_std > 0:
@@ -123,9 +182,11 @@ class GANMethod(Method):
     def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
         """Generate images in eval mode (EMA generator unless ema=False or EMA is off)."""
         net = self.ema.model if (ema and self.ema is not None) else self.generator
+        if labels is None:
+            labels = self.grid_labels(len(noise))
         was_training = net.training
         net.eval()
-        images = net(noise.to(self.device), labels)
+        images = net(noise.to(self.device), None if labels is None else labels.to(self.device))
         net.train(was_training)
         return images
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from genlab.models.layers import dcgan_init, maybe_spectral_norm, norm_layer
+from genlab.models.layers import SelfAttention, dcgan_init, maybe_spectral_norm, norm_layer
 
 
 def default_num_blocks(image_size: int) -> int:
@@ -55,6 +55,8 @@ class DCGANGenerator(nn.Module):
         max_channels: int = 512,
         projection: str = "auto",
         norm: str = "batch",
+        attention_resolutions: tuple[int, ...] = (),
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
@@ -84,9 +86,12 @@ class DCGANGenerator(nn.Module):
             raise ValueError(f"unknown projection {projection!r}; use conv, linear or auto")
         blocks: list[nn.Module] = []
         for i in range(num_blocks - 1):
-            blocks += [_up(widths[i], widths[i + 1], sizes[i], sizes[i + 1]), norm_layer(norm, widths[i + 1]), nn.ReLU(inplace=True)]
+            up = maybe_spectral_norm(_up(widths[i], widths[i + 1], sizes[i], sizes[i + 1]), spectral_norm)
+            blocks += [up, norm_layer(norm, widths[i + 1]), nn.ReLU(inplace=True)]
+            if sizes[i + 1] in attention_resolutions:
+                blocks.append(SelfAttention(widths[i + 1], spectral_norm))
         self.blocks = nn.Sequential(*blocks)
-        self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])
+        self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])  # no spectral norm here (seed 004)
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,6 +112,7 @@ class DCGANDiscriminator(nn.Module):
         norm: str = "batch",
         leaky_slope: float = 0.2,
         spectral_norm: bool = False,
+        attention_resolutions: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
@@ -120,6 +126,8 @@ class DCGANDiscriminator(nn.Module):
             if i > 0:  # DCGAN: no normalisation on the first layer
                 layers.append(norm_layer(norm, width))
             layers.append(nn.LeakyReLU(leaky_slope, inplace=True))
+            if sizes[i + 1] in attention_resolutions:
+                layers.append(SelfAttention(width, spectral_norm))
             in_ch = width
         self.features = nn.Sequential(*layers)
         self.to_logit = maybe_spectral_norm(nn.Conv2d(in_ch, 1, sizes[-1], stride=1, padding=0), spectral_norm)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -34,3 +36,58 @@ def dcgan_init(module: nn.Module) -> None:
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
     """Wrap `layer` in spectral normalisation when `enabled`."""
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention: x + γ·attend(x), γ starting at 0 so the block begins as identity."""
+
+    def __init__(self, channels: int, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.inner = max(channels // 8, 1)
+        self.query = maybe_spectral_norm(nn.Conv2d(channels, self.inner, 1, bias=False), spectral_norm)
+        self.key = maybe_spectral_norm(nn.Conv2d(channels, self.inner, 1, bias=False), spectral_norm)
+        self.value = maybe_spectral_norm(nn.Conv2d(channels, channels, 1, bias=False), spectral_norm)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Add attention over all positions to x (fused kernel: the H·W × H·W matrix is never stored)."""
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        k = self.key(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        v = self.value(x).flatten(2).transpose(1, 2).unsqueeze(1)
+        attended = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / √inner) v
+        return x + self.gamma * attended.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift come from a class embedding (Miyato & Koyama; BigGAN)."""
+
+    def __init__(self, channels: int, num_classes: int, embed_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.to_gain = nn.Linear(embed_dim, channels)
+        self.to_bias = nn.Linear(embed_dim, channels)
+        nn.init.zeros_(self.to_gain.weight)
+        nn.init.ones_(self.to_gain.bias)
+        nn.init.zeros_(self.to_bias.weight)
+        nn.init.zeros_(self.to_bias.bias)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalise x, then scale and shift it per sample by its label's embedding."""
+        if labels is None:
+            raise ValueError("conditional batch norm needs class labels")
+        e = self.embed(labels)
+        return self.norm(x) * self.to_gain(e)[:, :, None, None] + self.to_bias(e)[:, :, None, None]
+
+
+class Conditioned(nn.Sequential):
+    """A Sequential that hands class labels to the children that take them."""
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        for module in self:
+            x = module(x, labels) if isinstance(module, LABEL_AWARE) else module(x)
+        return x
+
+
+LABEL_AWARE: tuple[type[nn.Module], ...] = (SelfAttention, ConditionalBatchNorm2d, Conditioned)

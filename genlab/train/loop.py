@@ -24,6 +24,7 @@ from torchvision.utils import make_grid, save_image
 
 from genlab.config import Config, validate
 from genlab.data import EpochLoader, build_dataset
+from genlab.data.augment import resolve_policy
 from genlab.errors import CheckpointError, GenlabError
 from genlab.methods import METHODS, Method, StepContext
 from genlab.models import DataShape
@@ -121,7 +122,8 @@ def train(
     if len(dataset) < t.batch_size:
         raise GenlabError(f"{dataset.name} has {len(dataset)} images, fewer than training.batch_size={t.batch_size}. "
                           "Lower the batch size or use more data.")
-    loader = EpochLoader(dataset, t.batch_size, cfg.data.seed, device, cfg.data.hflip, cfg.data.num_workers)
+    augment = resolve_policy(cfg.data.augment, cfg.data.hflip)
+    loader = EpochLoader(dataset, t.batch_size, cfg.data.seed, device, augment, cfg.data.num_workers, cfg.data.balanced)
     shape = DataShape(dataset.image_size, dataset.channels, dataset.num_classes)
     method: Method = METHODS.get(cfg.model.family)(cfg, shape, device)
     fixed_noise = method.make_noise(cfg.logging.num_sample_images, torch.Generator(device=device).manual_seed(cfg.data.seed + 2))
@@ -176,7 +178,7 @@ def train(
                         logger.log(step, values, epoch=round(step / steps_per_epoch, 4))
                         bar.set_postfix(diagnostics.summary(values), refresh=False)
                     if step % cfg.logging.sample_every == 0 or step == total_steps:
-                        images = method.sample(fixed_noise)
+                        images = torch.cat([method.sample(z) for z in fixed_noise.split(t.batch_size)])
                         grid = save_grid(images, run.samples / f"step_{step:08d}.png")
                         save_grid(images, run.samples / "latest.png")
                         logger.image("samples", grid, step)

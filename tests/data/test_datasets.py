@@ -13,6 +13,7 @@ from PIL import Image
 
 from genlab.config import DataConfig
 from genlab.data import EpochLoader, build_dataset
+from genlab.data.augment import resolve_policy
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.errors import DataError
 
@@ -125,7 +126,7 @@ def test_synthetic_is_deterministic_and_sized():
 
 def test_loader_order_is_seeded_and_resumable():
     ds = build_dataset(DataConfig(name="synthetic", image_size=8, num_samples=40))
-    loader = EpochLoader(ds, batch_size=8, seed=3, device=torch.device("cpu"), hflip=True)
+    loader = EpochLoader(ds, batch_size=8, seed=3, device=torch.device("cpu"), augment=resolve_policy("standard"))
     full = [b.images for b in loader.epoch(1, 0, torch.Generator().manual_seed(0))]
     gen = torch.Generator().manual_seed(0)
     batches = loader.epoch(1, 0, gen)
@@ -135,3 +136,29 @@ def test_loader_order_is_seeded_and_resumable():
     tail = [b.images for b in loader.epoch(1, 2, restored)]
     assert all(torch.equal(x, y) for x, y in zip(full, head + tail, strict=True))
     assert not torch.equal(loader.order(1), loader.order(2))
+
+
+def test_balanced_sampling_evens_out_classes():
+    ds = build_dataset(DataConfig(name="synthetic", image_size=8, num_samples=400))
+    keep = torch.cat([(ds.labels == 0).nonzero()[:10, 0], (ds.labels == 1).nonzero()[:190, 0]])
+    skewed = ds.subset(keep, (ds.labels[keep] == 1).long(), ["rare", "common"])
+    loader = EpochLoader(skewed, batch_size=10, seed=0, device=torch.device("cpu"), balanced=True)
+    drawn = torch.cat([loader.order(e) for e in range(5)])
+    rare_share = (skewed.labels[drawn] == 0).float().mean().item()
+    assert 0.4 < rare_share < 0.6
+    plain = EpochLoader(skewed, batch_size=10, seed=0, device=torch.device("cpu"))
+    assert (skewed.labels[plain.order(0)] == 0).sum() == 10
+
+
+def test_augment_config_forms():
+    assert resolve_policy(None) is None
+    assert resolve_policy(None, hflip=True).ops == ("hflip",)
+    assert resolve_policy(["rotation"], hflip=True).ops == ("hflip", "rotation")
+    assert resolve_policy({"ops": ["color_jitter"], "brightness": 0.1}).brightness == 0.1
+    from genlab.config import load_config
+    from genlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown"):
+        load_config(None, ["data.augment=[hflip, twirl]"])
+    with pytest.raises(ConfigError, match="DiffAugment"):
+        load_config(None, ["training.diffaugment=color,zoom"])

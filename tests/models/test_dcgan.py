@@ -53,3 +53,20 @@ def test_dcgan_initialisation_statistics():
 def test_spectral_norm_option():
     d = DCGANDiscriminator(image_size=32, channels=1, base_channels=8, spectral_norm=True, norm="none")
     assert any(hasattr(m, "parametrizations") for m in d.modules())
+
+
+def test_self_attention_matches_its_formula_and_starts_as_identity():
+    from genlab.models.layers import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(16)
+    x = torch.randn(2, 16, 5, 5)
+    assert torch.equal(attn(x), x)
+    with torch.no_grad():
+        attn.gamma.fill_(0.7)
+    q = attn.query(x).flatten(2).transpose(1, 2)
+    k = attn.key(x).flatten(2)
+    v = attn.value(x).flatten(2)
+    weights = torch.softmax(q @ k / 2**0.5, dim=-1)
+    expected = x + 0.7 * (v @ weights.transpose(1, 2)).view(2, 16, 5, 5)
+    assert torch.allclose(attn(x), expected, atol=1e-5)

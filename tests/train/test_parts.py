@@ -54,3 +54,23 @@ def test_n_critic_and_lazy_r1_run_on_the_right_steps(tiny_config):
     assert [i for i, s in enumerate(seen) if "loss_g" in s] == [2, 5]
     assert [i for i, s in enumerate(seen) if "r1" in s] == [0, 4]
     assert method.ema.num_updates == 2
+
+
+def test_stabilisers_change_what_they_should(tiny_config):
+    """DiffAugment, perceptual and Gram terms, conditioning and AC-GAN all reach the logged step stats."""
+    from genlab.data import build_dataset
+    from genlab.data.loader import EpochLoader
+    from genlab.methods import GANMethod, StepContext
+    from genlab.models import DataShape
+
+    cfg = tiny_config("model.architecture=resnet", "model.condition=projection+acgan", "model.embed_dim=8",
+                      "training.diffaugment=color,translation,cutout", "training.perceptual_weight=0.1",
+                      "training.gram_weight=0.1", "training.vgg_weights=null", "data.image_size=32")
+    ds = build_dataset(cfg.data)
+    method = GANMethod(cfg, DataShape(32, 1, 4), torch.device("cpu"))
+    batch = next(EpochLoader(ds, 8, 0, torch.device("cpu")).epoch(0))
+    stats = method.train_step(batch, StepContext(0, 8, 8))
+    for key in ("perceptual", "gram", "aux_d", "aux_g", "loss_g"):
+        assert torch.isfinite(stats[key]) and stats[key] > 0
+    images = method.sample(method.make_noise(8))
+    assert images.shape == (8, 1, 32, 32)

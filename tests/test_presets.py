@@ -1,0 +1,25 @@
+"""Every preset builds and trains two steps on synthetic data of its resolution and channel count."""
+
+from __future__ import annotations
+
+import pytest
+
+from genlab.config import list_presets, load_config
+from genlab.train.loop import train
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_preset_trains_two_steps(preset, tmp_path):
+    cfg = load_config(preset)
+    big = cfg.data.image_size >= 128
+    overrides = [
+        "data.name=synthetic", "data.root=null", "data.split=train", "data.num_classes=null", "data.num_samples=16",
+        f"data.channels={cfg.data.channels or 1}", "training.batch_size=4" if not big else "training.batch_size=2",
+        "training.max_steps=2", "model.generator_base_channels=4", "model.discriminator_base_channels=4",
+        "model.max_channels=16", "model.embed_dim=8", "logging.num_sample_images=4", "logging.progress=false",
+        "logging.tensorboard=false",
+        f"output_dir={tmp_path}", "device=cpu",
+    ]
+    result = train(load_config(preset, overrides), preset_name=preset)
+    assert result.step == 2
+    assert (result.run_dir / "samples" / "latest.png").is_file()
