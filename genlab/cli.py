@@ -66,12 +66,13 @@ def sample(
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="last, best, step_XXXXXXXX or a .pt path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="Truncation trick threshold, e.g. 0.7."),
 ) -> None:
     """Draw samples from a trained run."""
     from genlab.generate import generate, load_run, write_samples
 
     loaded = load_run(run_dir, checkpoint, device)
-    images = generate(loaded.method, n, seed=seed, ema=ema)
+    images = generate(loaded.method, n, seed=seed, ema=ema, truncation=truncation)
     path = write_samples(images, out)
     typer.echo(f"Wrote {n} samples from step {loaded.step} to {path}")
 

@@ -65,6 +65,11 @@ class ModelConfig(Section):
     )
     leaky_slope: float = Field(0.2, ge=0.0, lt=1.0, description="LeakyReLU slope in the discriminator.")
     spectral_norm_d: bool = Field(False, description="Spectral normalisation on every discriminator layer.")
+    discriminator: Literal["standard", "patch"] = Field(
+        "standard", description="Whole-image discriminator, or a PatchGAN scoring overlapping patches (dcgan only)."
+    )
+    patch_layers: int = Field(3, ge=1, le=6, description="Stride-2 layers of the PatchGAN discriminator.")
+    d_scales: int = Field(1, ge=1, le=4, description="Multi-scale discriminator: copies on 1×, 2×, 4×... down-sampled images.")
     use_self_attention: bool = Field(
         False, description="Self-attention (SAGAN) at attention_resolutions (default: 16 px up to 64 px, else size/4)."
     )
@@ -117,6 +122,9 @@ class TrainingConfig(Section):
     )
     r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off).")
     r1_every: int = Field(16, ge=1, description="Apply R1 lazily every this many steps (scaled to match).")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="Mixed precision: bf16 autocast (CPU or GPU) or fp16 autocast with GradScaler (CUDA)."
+    )
     diffaugment: str = Field(
         "", description="DiffAugment policy for D's real and fake inputs, e.g. color,translation,cutout ('' = off)."
     )
@@ -412,12 +420,15 @@ def check_names(cfg: Config, source: str = "config") -> None:
         )
     if cfg.model.architecture == "dcgan":
         unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none"}
-        for key, used in unsupported.items():
-            if used:
-                raise NotSupportedYet(
-                    f"In {source}: model.{key} is not supported yet by the plain dcgan architecture. "
-                    "Use model.architecture=resnet (residual blocks with class conditioning)."
-                )
+        hint = "Use model.architecture=resnet for class conditioning and residual blocks."
+    else:
+        unsupported = {"discriminator": cfg.model.discriminator != "standard", "d_scales": cfg.model.d_scales > 1}
+        hint = "PatchGAN and multi-scale discriminators come with model.architecture=dcgan."
+    for key, used in unsupported.items():
+        if used:
+            raise NotSupportedYet(
+                f"In {source}: model.{key} is not supported yet by the {cfg.model.architecture} architecture. {hint}"
+            )
     if cfg.model.use_residual and cfg.model.architecture != "resnet":
         raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")
 

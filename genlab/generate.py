@@ -53,12 +53,28 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str = "auto"
     return LoadedRun(cfg, method, int(state["step"]))
 
 
-def generate(method: Method, n: int, seed: int = 0, ema: bool = True, batch_size: int = 256) -> torch.Tensor:
-    """`n` images in [-1, 1] (on CPU) from seeded noise."""
+def truncate(noise: torch.Tensor, threshold: float, generator: torch.Generator) -> torch.Tensor:
+    """Truncation trick (BigGAN): redraw every entry with |z| > threshold, trading diversity for fidelity."""
+    if threshold <= 0:
+        raise GenlabError(f"--truncation must be positive (e.g. 0.7), got {threshold}.")
+    noise = noise.clone()
+    outside = noise.abs() > threshold
+    while outside.any():
+        redraw = torch.randn(int(outside.sum()), generator=generator).to(noise)
+        noise[outside] = redraw
+        outside = noise.abs() > threshold
+    return noise
+
+
+def generate(method: Method, n: int, seed: int = 0, ema: bool = True, batch_size: int = 256,
+             truncation: float | None = None) -> torch.Tensor:
+    """`n` images in [-1, 1] (on CPU) from seeded noise, optionally truncated."""
     gen = torch.Generator().manual_seed(seed)
     chunks = []
     for start in range(0, n, batch_size):
         noise = method.make_noise(min(batch_size, n - start), gen)
+        if truncation is not None:
+            noise = truncate(noise.cpu(), truncation, gen)
         chunks.append(method.sample(noise, ema=ema).cpu())
     return torch.cat(chunks)
 

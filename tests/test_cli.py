@@ -69,3 +69,18 @@ def test_python_dash_m_runs_the_same_app(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "genlab", "train", "training.lr_gen=1"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "did you mean 'training.lr_g'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_truncation_trick_bounds_noise_and_changes_samples(trained_run, tmp_path):
+    import torch
+
+    from genlab.generate import truncate
+
+    z = truncate(torch.randn(1000, 8) * 3, 0.5, torch.Generator().manual_seed(0))
+    assert z.abs().max() <= 0.5 and z.std() > 0.2
+    runner = CliRunner()
+    plain, cut = tmp_path / "p.npz", tmp_path / "t.npz"
+    assert runner.invoke(app, ["sample", str(trained_run), "--n", "4", "--out", str(plain)]).exit_code == 0
+    result = runner.invoke(app, ["sample", str(trained_run), "--n", "4", "--out", str(cut), "--truncation", "0.5"])
+    assert result.exit_code == 0
+    assert not np.array_equal(np.load(plain)["images"], np.load(cut)["images"])

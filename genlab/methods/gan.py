@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from genlab.config import Config
 from genlab.data import Batch
 from genlab.data.augment import diff_augment
+from genlab.errors import GenlabError
 from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noise_std, r1_penalty
 from genlab.methods.base import Method, StepContext
 from genlab.models import DataShape, build_models
@@ -45,6 +46,11 @@ class GANMethod(Method):
         self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
+        if t.amp == "fp16" and device.type != "cuda":
+            raise GenlabError(f"training.amp=fp16 needs a CUDA GPU (this run is on {device}). "
+                              "Use training.amp=bf16 on CPU, or training.amp=none.")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         self.reconstruction_terms = self._reconstruction_terms(cfg, device)
 
     @staticmethod
@@ -61,6 +67,17 @@ class GANMethod(Method):
             if t.gram_weight > 0:
                 terms.append(("gram", t.gram_weight, GramLoss(**kwargs).to(device)))
         return terms
+
+    def _autocast(self) -> torch.autocast:
+        """Mixed-precision context for forward passes (disabled unless training.amp is set)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def _step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
+        """Unscale (fp16), clip, and step through the grad scaler (a plain step when AMP is off)."""
+        if self.cfg.training.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.training.grad_clip)
+        self.scaler.step(optimizer)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment (when configured) applied alike to everything the discriminator sees."""
@@ -92,7 +109,7 @@ class GANMethod(Method):
         logits = getattr(self.discriminator, "aux_logits", None)
         if logits is None or labels is None:
             return None
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits.float(), labels)
 
     def _set_learning_rates(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         t = self.cfg.training
@@ -108,10 +125,6 @@ class GANMethod(Method):
             return images
         return images + std * torch.randn(images.shape, generator=self.noise_rng, device=self.noise_rng.device).to(images)
 
-    def _clip(self, module: nn.Module) -> None:
-        if self.cfg.training.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.training.grad_clip)
-
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One discriminator update and, every n_critic steps, one generator update."""
         t = self.cfg.training
@@ -123,17 +136,18 @@ class GANMethod(Method):
         z = self.make_noise(real.shape[0])
         real_labels = batch.labels if self.conditional else None
         fake_labels = self.make_labels(real.shape[0])
-        with torch.set_grad_enabled(train_g):
-            fake = G(z, fake_labels)
+        with torch.set_grad_enabled(train_g), self._autocast():
+            fake = G(z, fake_labels).float()
 
         # Dmain: adversarial loss (+ gradient penalty, + AC-GAN class loss) on real and detached fake images.
         self.opt_d.zero_grad(set_to_none=True)
         real_in = self._noisy(self._augment(real), noise_std)
         fake_in = self._noisy(self._augment(fake.detach()), noise_std)
-        real_out = D(real_in, real_labels)
-        aux_real = self._aux_loss(real_labels)
-        fake_out = D(fake_in, fake_labels)
-        aux_fake = self._aux_loss(fake_labels)
+        with self._autocast():
+            real_out = D(real_in, real_labels).float()
+            aux_real = self._aux_loss(real_labels)
+            fake_out = D(fake_in, fake_labels).float()
+            aux_fake = self._aux_loss(fake_labels)
         loss_d = self.loss.d_loss(real_out, fake_out)
         stats["loss_d"] = loss_d.detach()
         if aux_real is not None and aux_fake is not None:
@@ -143,14 +157,13 @@ class GANMethod(Method):
             gp = gradient_penalty(lambda x: D(x, real_labels), real_in, fake_in, self.noise_rng)
             loss_d = loss_d + t.gp_lambda * gp
             stats["gp"] = gp.detach()
-        loss_d.backward()
+        self.scaler.scale(loss_d).backward()
         # Dreg: lazy R1, scaled by its interval so its average strength matches r1_gamma.
         if t.r1_gamma > 0 and ctx.step % t.r1_every == 0:
             r1 = r1_penalty(lambda x: D(x, real_labels), real_in)
-            (0.5 * t.r1_gamma * t.r1_every * r1).backward()
+            self.scaler.scale(0.5 * t.r1_gamma * t.r1_every * r1).backward()
             stats["r1"] = r1.detach()
-        self._clip(D)
-        self.opt_d.step()
+        self._step(self.opt_d, D)
         stats["d_real"] = self.loss.score(real_out.detach()).mean()
         stats["d_fake"] = self.loss.score(fake_out.detach()).mean()
 
@@ -158,7 +171,9 @@ class GANMethod(Method):
         if train_g:
             self.opt_g.zero_grad(set_to_none=True)
             D.requires_grad_(False)
-            loss_g = self.loss.g_loss(D(self._noisy(self._augment(fake), noise_std), fake_labels))
+            with self._autocast():
+                fake_scores = D(self._noisy(self._augment(fake), noise_std), fake_labels).float()
+            loss_g = self.loss.g_loss(fake_scores)
             stats["loss_g"] = loss_g.detach()
             for name, weight, term in self.reconstruction_terms:
                 value = term(fake, real)
@@ -168,12 +183,12 @@ class GANMethod(Method):
             if aux_g is not None:
                 loss_g = loss_g + t.aux_weight * aux_g
                 stats["aux_g"] = aux_g.detach()
-            loss_g.backward()
+            self.scaler.scale(loss_g).backward()
             D.requires_grad_(True)
-            self._clip(G)
-            self.opt_g.step()
+            self._step(self.opt_g, G)
             if self.ema is not None:
                 self.ema.update(G)
+        self.scaler.update()
         if noise_std > 0:
             stats["d_noise_std"] = torch.tensor(noise_std)
         return stats
@@ -198,6 +213,7 @@ class GANMethod(Method):
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "noise_rng": self.noise_rng.get_state(),
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -208,6 +224,8 @@ class GANMethod(Method):
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.noise_rng.set_state(state["noise_rng"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def load_sampler_weights(self, state: dict[str, Any], ema: bool = True) -> None:
         """Load only what sampling needs from a full method state (generator and its EMA)."""

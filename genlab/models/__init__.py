@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from genlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from genlab.models.patch import MultiScaleDiscriminator, PatchDiscriminator
 from genlab.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genlab.registry import Registry
 
@@ -55,17 +56,26 @@ def build_dcgan(model_cfg, data: DataShape, loss_type: str = "ns") -> tuple[nn.M
         attention_resolutions=attention_sides(model_cfg, data.image_size),
         spectral_norm=model_cfg.spectral_norm_g,
     )
-    discriminator = DCGANDiscriminator(
-        image_size=data.image_size,
-        channels=data.channels,
-        base_channels=model_cfg.discriminator_base_channels,
-        num_blocks=model_cfg.num_blocks,
-        max_channels=model_cfg.max_channels,
-        norm=discriminator_norm(model_cfg, loss_type),
-        leaky_slope=model_cfg.leaky_slope,
-        spectral_norm=model_cfg.spectral_norm_d,
-        attention_resolutions=attention_sides(model_cfg, data.image_size),
-    )
+    norm = discriminator_norm(model_cfg, loss_type)
+
+    def build_discriminator(size: int) -> nn.Module:
+        if model_cfg.discriminator == "patch":
+            return PatchDiscriminator(
+                channels=data.channels, base_channels=model_cfg.discriminator_base_channels,
+                num_layers=model_cfg.patch_layers, max_channels=model_cfg.max_channels, norm=norm,
+                leaky_slope=model_cfg.leaky_slope, spectral_norm=model_cfg.spectral_norm_d,
+            )
+        return DCGANDiscriminator(
+            image_size=size, channels=data.channels, base_channels=model_cfg.discriminator_base_channels,
+            num_blocks=model_cfg.num_blocks if size == data.image_size else None, max_channels=model_cfg.max_channels,
+            norm=norm, leaky_slope=model_cfg.leaky_slope, spectral_norm=model_cfg.spectral_norm_d,
+            attention_resolutions=attention_sides(model_cfg, size),
+        )
+
+    if model_cfg.d_scales > 1:
+        discriminator: nn.Module = MultiScaleDiscriminator(build_discriminator, data.image_size, model_cfg.d_scales)
+    else:
+        discriminator = build_discriminator(data.image_size)
     return generator, discriminator
 
 

@@ -70,3 +70,29 @@ def test_self_attention_matches_its_formula_and_starts_as_identity():
     weights = torch.softmax(q @ k / 2**0.5, dim=-1)
     expected = x + 0.7 * (v @ weights.transpose(1, 2)).view(2, 16, 5, 5)
     assert torch.allclose(attn(x), expected, atol=1e-5)
+
+
+def test_patch_and_multiscale_discriminators():
+    from genlab.models import MultiScaleDiscriminator, PatchDiscriminator
+
+    patch = PatchDiscriminator(channels=3, base_channels=8, num_layers=3)
+    x = torch.randn(2, 3, 64, 64)
+    assert patch.logit_map(x).shape == (2, 1, 6, 6) and patch(x).shape == (2,)
+    cfg = load_config(None, ["model.d_scales=3", "model.discriminator=patch", "model.patch_layers=2"])
+    _, d = build_models(cfg.model, DataShape(64, 3, 1))
+    assert isinstance(d, MultiScaleDiscriminator) and len(d.discriminators) == 3
+    assert d(x).shape == (2,)
+    cfg = load_config(None, ["model.d_scales=2", "data.image_size=32"])
+    _, d = build_models(cfg.model, DataShape(32, 1, 1))
+    seen = []
+    for sub in d.discriminators:
+        sub.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[-1]))
+    d(torch.randn(2, 1, 32, 32))
+    assert seen == [32, 16]
+
+
+def test_resnet_refuses_patch_discriminator():
+    from genlab.errors import NotSupportedYet
+
+    with pytest.raises(NotSupportedYet, match="PatchGAN"):
+        load_config(None, ["model.architecture=resnet", "model.discriminator=patch"])

@@ -74,3 +74,15 @@ def test_stabilisers_change_what_they_should(tiny_config):
         assert torch.isfinite(stats[key]) and stats[key] > 0
     images = method.sample(method.make_noise(8))
     assert images.shape == (8, 1, 32, 32)
+
+
+def test_bf16_mixed_precision_trains_and_fp16_needs_cuda(tiny_config):
+    from genlab.errors import GenlabError
+    from genlab.train.logging import read_jsonl
+    from genlab.train.loop import train
+
+    result = train(tiny_config("name=amp", "training.amp=bf16", "training.max_steps=4", "training.grad_clip=1.0"))
+    losses = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if "loss_d" in r]
+    assert len(losses) == 4 and all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in losses)
+    with pytest.raises(GenlabError, match="needs a CUDA GPU"):
+        train(tiny_config("name=fp16", "training.amp=fp16", "training.max_steps=1"))
