@@ -73,7 +73,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", preset, "--batch", str(args.batch),
                               "--steps", str(args.steps), "--warmup", str(args.warmup)], capture_output=True, text=True)
         if out.returncode != 0:
-            print(f"{preset:<24} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else out.returncode}")
+            why = "killed: out of memory" if out.returncode == -9 else (out.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"{preset:<24} failed ({why})")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['preset']:<24}{r['size']:>5}{r['params_m']:>12.2f}{r['images_per_sec']:>10.1f}"

@@ -98,6 +98,9 @@ class TrainingConfig(Section):
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay for both networks.")
     n_critic: int = Field(1, ge=1, description="Discriminator steps per generator step.")
+    grad_accum: int = Field(
+        1, ge=1, description="Split each batch into this many micro-batches, accumulating gradients (less memory)."
+    )
     loss_type: str = Field("ns", description="Adversarial loss: ns, bce, ls, wgan, wgan-gp or hinge.")
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="One-sided label smoothing of real targets (bce loss only)."
@@ -137,6 +140,14 @@ class TrainingConfig(Section):
     vgg_weights: str | None = Field(
         "imagenet", description="VGG weights: imagenet (torchvision download, cached), a .pth path, or null (random)."
     )
+
+
+def _check_micro_batches(training: TrainingConfig) -> None:
+    if training.batch_size // training.grad_accum < 2:
+        raise ValueError(
+            f"training.batch_size={training.batch_size} split into training.grad_accum={training.grad_accum} "
+            "micro-batches leaves fewer than 2 images per micro-batch; lower grad_accum"
+        )
 
 
 class DataConfig(Section):
@@ -229,6 +240,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check_device(self) -> Config:
+        _check_micro_batches(self.training)
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
         return self

@@ -29,6 +29,17 @@ def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float
     return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
 
 
+def _split(tensor: torch.Tensor | None, parts: int) -> list[torch.Tensor | None]:
+    """`parts` near-equal micro-batches of a batch (or `parts` Nones)."""
+    return [None] * parts if tensor is None else list(torch.tensor_split(tensor, parts))
+
+
+def _accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+    """Add one micro-batch's stats into running totals."""
+    for key, value in values.items():
+        totals[key] = totals[key] + value if key in totals else value
+
+
 class GANMethod(Method):
     """A generator/discriminator pair trained with the configured adversarial loss."""
 
@@ -126,30 +137,70 @@ class GANMethod(Method):
         return images + std * torch.randn(images.shape, generator=self.noise_rng, device=self.noise_rng.device).to(images)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """One discriminator update and, every n_critic steps, one generator update."""
+        """One discriminator update and, every n_critic steps, one generator update.
+
+        With `training.grad_accum` > 1 each phase runs over that many micro-batches, accumulating
+        gradients before a single optimiser step (same effective batch, less memory).
+        """
         t = self.cfg.training
         G, D = self.generator, self.discriminator
         stats = self._set_learning_rates(ctx)
-        real = batch.images
         noise_std = instance_noise_std(t.d_noise_std, t.d_noise_decay_epochs, ctx.epoch)
         train_g = (ctx.step + 1) % t.n_critic == 0
-        z = self.make_noise(real.shape[0])
+        run_r1 = t.r1_gamma > 0 and ctx.step % t.r1_every == 0
+        n = batch.images.shape[0]
+        z = self.make_noise(n)
+        fake_labels = self.make_labels(n)
         real_labels = batch.labels if self.conditional else None
-        fake_labels = self.make_labels(real.shape[0])
-        with torch.set_grad_enabled(train_g), self._autocast():
-            fake = G(z, fake_labels).float()
+        parts = t.grad_accum
+        reuse_fake = parts == 1  # one G forward serves both phases, as in the classic DCGAN loop
+        chunks = list(zip(_split(batch.images, parts), _split(real_labels, parts), _split(z, parts),
+                          _split(fake_labels, parts), strict=True))
+        totals: dict[str, torch.Tensor] = {}
 
-        # Dmain: adversarial loss (+ gradient penalty, + AC-GAN class loss) on real and detached fake images.
         self.opt_d.zero_grad(set_to_none=True)
+        fakes = []
+        for real, y_real, z_part, y_fake in chunks:
+            with torch.set_grad_enabled(train_g and reuse_fake), self._autocast():
+                fake = G(z_part, y_fake).float()
+            fakes.append(fake)
+            _accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std, run_r1, parts))
+        self._step(self.opt_d, D)
+
+        if train_g:
+            self.opt_g.zero_grad(set_to_none=True)
+            D.requires_grad_(False)
+            for (real, _, z_part, y_fake), fake in zip(chunks, fakes, strict=True):
+                if not reuse_fake:
+                    with self._autocast():
+                        fake = G(z_part, y_fake).float()
+                _accumulate(totals, self._generator_pass(real, fake, y_fake, noise_std, parts))
+            D.requires_grad_(True)
+            self._step(self.opt_g, G)
+            if self.ema is not None:
+                self.ema.update(G)
+        self.scaler.update()
+        stats.update({key: value / parts for key, value in totals.items()})
+        if noise_std > 0:
+            stats["d_noise_std"] = torch.tensor(noise_std)
+        return stats
+
+    def _discriminator_pass(self, real: torch.Tensor, real_labels: torch.Tensor | None, fake: torch.Tensor,
+                            fake_labels: torch.Tensor | None, noise_std: float, run_r1: bool,
+                            parts: int) -> dict[str, torch.Tensor]:
+        """Dmain (adversarial loss, + gradient penalty, + AC-GAN class loss) and Dreg (lazy R1): backward only."""
+        t = self.cfg.training
+        D = self.discriminator
         real_in = self._noisy(self._augment(real), noise_std)
-        fake_in = self._noisy(self._augment(fake.detach()), noise_std)
+        fake_in = self._noisy(self._augment(fake), noise_std)
         with self._autocast():
             real_out = D(real_in, real_labels).float()
             aux_real = self._aux_loss(real_labels)
             fake_out = D(fake_in, fake_labels).float()
             aux_fake = self._aux_loss(fake_labels)
         loss_d = self.loss.d_loss(real_out, fake_out)
-        stats["loss_d"] = loss_d.detach()
+        stats = {"loss_d": loss_d.detach(), "d_real": self.loss.score(real_out.detach()).mean(),
+                 "d_fake": self.loss.score(fake_out.detach()).mean()}
         if aux_real is not None and aux_fake is not None:
             loss_d = loss_d + t.aux_weight * (aux_real + aux_fake)
             stats["aux_d"] = (aux_real + aux_fake).detach()
@@ -157,40 +208,30 @@ class GANMethod(Method):
             gp = gradient_penalty(lambda x: D(x, real_labels), real_in, fake_in, self.noise_rng)
             loss_d = loss_d + t.gp_lambda * gp
             stats["gp"] = gp.detach()
-        self.scaler.scale(loss_d).backward()
-        # Dreg: lazy R1, scaled by its interval so its average strength matches r1_gamma.
-        if t.r1_gamma > 0 and ctx.step % t.r1_every == 0:
+        self.scaler.scale(loss_d / parts).backward()
+        if run_r1:  # scaled by its interval so its average strength matches r1_gamma
             r1 = r1_penalty(lambda x: D(x, real_labels), real_in)
-            self.scaler.scale(0.5 * t.r1_gamma * t.r1_every * r1).backward()
+            self.scaler.scale(0.5 * t.r1_gamma * t.r1_every * r1 / parts).backward()
             stats["r1"] = r1.detach()
-        self._step(self.opt_d, D)
-        stats["d_real"] = self.loss.score(real_out.detach()).mean()
-        stats["d_fake"] = self.loss.score(fake_out.detach()).mean()
+        return stats
 
-        # Gmain: the generator's adversarial loss through a frozen discriminator.
-        if train_g:
-            self.opt_g.zero_grad(set_to_none=True)
-            D.requires_grad_(False)
-            with self._autocast():
-                fake_scores = D(self._noisy(self._augment(fake), noise_std), fake_labels).float()
-            loss_g = self.loss.g_loss(fake_scores)
-            stats["loss_g"] = loss_g.detach()
-            for name, weight, term in self.reconstruction_terms:
-                value = term(fake, real)
-                loss_g = loss_g + weight * value
-                stats[name] = value.detach()
-            aux_g = self._aux_loss(fake_labels)
-            if aux_g is not None:
-                loss_g = loss_g + t.aux_weight * aux_g
-                stats["aux_g"] = aux_g.detach()
-            self.scaler.scale(loss_g).backward()
-            D.requires_grad_(True)
-            self._step(self.opt_g, G)
-            if self.ema is not None:
-                self.ema.update(G)
-        self.scaler.update()
-        if noise_std > 0:
-            stats["d_noise_std"] = torch.tensor(noise_std)
+    def _generator_pass(self, real: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor | None,
+                        noise_std: float, parts: int) -> dict[str, torch.Tensor]:
+        """Gmain: adversarial loss through the frozen discriminator, plus perceptual/Gram and AC-GAN terms."""
+        t = self.cfg.training
+        with self._autocast():
+            fake_scores = self.discriminator(self._noisy(self._augment(fake), noise_std), fake_labels).float()
+        loss_g = self.loss.g_loss(fake_scores)
+        stats = {"loss_g": loss_g.detach()}
+        for name, weight, term in self.reconstruction_terms:
+            value = term(fake, real)
+            loss_g = loss_g + weight * value
+            stats[name] = value.detach()
+        aux_g = self._aux_loss(fake_labels)
+        if aux_g is not None:
+            loss_g = loss_g + t.aux_weight * aux_g
+            stats["aux_g"] = aux_g.detach()
+        self.scaler.scale(loss_g / parts).backward()
         return stats
 
     @torch.no_grad()
