@@ -125,6 +125,12 @@ class TrainingConfig(Section):
     )
     r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off).")
     r1_every: int = Field(16, ge=1, description="Apply R1 lazily every this many steps (scaled to match).")
+    progressive: bool = Field(False, description="Progressive growing (dcgan): start small, add resolutions with fade-in.")
+    progressive_start: int = Field(8, ge=4, description="Side of the first progressive-growing stage.")
+    progressive_epochs: float = Field(1.0, gt=0, description="Epochs spent at each progressive-growing resolution.")
+    progressive_fade: float = Field(
+        0.5, ge=0, le=1, description="Fraction of each new stage spent fading the new resolution in."
+    )
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="Mixed precision: bf16 autocast (CPU or GPU) or fp16 autocast with GradScaler (CUDA)."
     )
@@ -431,15 +437,19 @@ def check_names(cfg: Config, source: str = "config") -> None:
             "yet in this version of genlab. Remove those keys; sample grids are still written."
         )
     if cfg.model.architecture == "dcgan":
-        unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none"}
+        unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none",
+                       "training.progressive with PatchGAN/multi-scale D":
+                           cfg.training.progressive and (cfg.model.discriminator != "standard" or cfg.model.d_scales > 1)}
         hint = "Use model.architecture=resnet for class conditioning and residual blocks."
     else:
-        unsupported = {"discriminator": cfg.model.discriminator != "standard", "d_scales": cfg.model.d_scales > 1}
-        hint = "PatchGAN and multi-scale discriminators come with model.architecture=dcgan."
+        unsupported = {"discriminator": cfg.model.discriminator != "standard", "d_scales": cfg.model.d_scales > 1,
+                       "training.progressive": cfg.training.progressive}
+        hint = "PatchGAN, multi-scale discriminators and progressive growing come with model.architecture=dcgan."
     for key, used in unsupported.items():
         if used:
             raise NotSupportedYet(
-                f"In {source}: model.{key} is not supported yet by the {cfg.model.architecture} architecture. {hint}"
+                f"In {source}: {key if '.' in key else 'model.' + key} is not supported yet by the "
+                f"{cfg.model.architecture} architecture. {hint}"
             )
     if cfg.model.use_residual and cfg.model.architecture != "resnet":
         raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")

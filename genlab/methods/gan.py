@@ -21,7 +21,7 @@ from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noi
 from genlab.methods.base import Method, StepContext
 from genlab.models import DataShape, build_models
 from genlab.train.ema import EMA
-from genlab.train.schedules import lr_factor
+from genlab.train.schedules import lr_factor, progressive_stage
 
 
 def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
@@ -49,6 +49,7 @@ class GANMethod(Method):
         self.device = device
         self.latent_dim = cfg.model.latent_dim
         self.num_classes = data.num_classes
+        self.image_size = data.image_size
         self.conditional = cfg.model.condition != "none"
         self.generator, self.discriminator = (m.to(device) for m in build_models(cfg.model, data, t.loss_type))
         self.loss = build_adversarial_loss(t.loss_type, t.label_smoothing)
@@ -63,6 +64,19 @@ class GANMethod(Method):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         self.reconstruction_terms = self._reconstruction_terms(cfg, device)
+
+    def _grow(self, ctx: StepContext, images: torch.Tensor) -> torch.Tensor:
+        """Set G's and D's progressive-growing stage for this step; return the real batch at that stage's size."""
+        t = self.cfg.training
+        sizes = self.generator.sizes
+        start = next((i for i, side in enumerate(sizes) if side >= t.progressive_start), len(sizes) - 1)
+        level, alpha = progressive_stage(ctx.epoch, len(sizes), start, t.progressive_epochs, t.progressive_fade)
+        self.generator.set_stage(level, alpha)
+        self.discriminator.set_stage(len(sizes) - 1 - level, alpha)
+        side = sizes[level]
+        if images.shape[-1] != side:
+            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        return images
 
     @staticmethod
     def _reconstruction_terms(cfg: Config, device: torch.device) -> list[tuple[str, float, nn.Module]]:
@@ -147,6 +161,8 @@ class GANMethod(Method):
         stats = self._set_learning_rates(ctx)
         noise_std = instance_noise_std(t.d_noise_std, t.d_noise_decay_epochs, ctx.epoch)
         train_g = (ctx.step + 1) % t.n_critic == 0
+        if t.progressive:
+            batch = Batch(self._grow(ctx, batch.images), batch.labels)
         run_r1 = t.r1_gamma > 0 and ctx.step % t.r1_every == 0
         n = batch.images.shape[0]
         z = self.make_noise(n)
@@ -243,6 +259,8 @@ class GANMethod(Method):
         was_training = net.training
         net.eval()
         images = net(noise.to(self.device), None if labels is None else labels.to(self.device))
+        if images.shape[-1] != self.image_size:  # a progressive-growing stage below full resolution
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="nearest")
         net.train(was_training)
         return images
 

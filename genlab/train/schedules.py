@@ -26,3 +26,19 @@ def lr_factor(schedule: str, epoch: float, total_epochs: float, *, warmup_epochs
     if schedule == "step":
         return gamma ** math.floor(epoch / step_epochs)
     raise ValueError(f"unknown lr_schedule {schedule!r}")
+
+
+def progressive_stage(epoch: float, num_levels: int, start_level: int, epochs_per_stage: float,
+                      fade: float) -> tuple[int, float]:
+    """(level, alpha) of progressive growing at fractional `epoch`.
+
+    Stage k (k = 0, 1, ...) trains level start_level + k for epochs_per_stage epochs; every stage but
+    the first spends its first `fade` fraction blending the new level in (alpha 0 -> 1). After the
+    last level (num_levels - 1, the full resolution) is reached it stays there with alpha 1.
+    """
+    stage = int(epoch // epochs_per_stage)
+    level = min(start_level + stage, num_levels - 1)
+    if stage == 0 or level != start_level + stage or fade <= 0:
+        return level, 1.0
+    within = (epoch - stage * epochs_per_stage) / epochs_per_stage
+    return level, min(1.0, within / fade)
