@@ -125,7 +125,7 @@ class TrainingConfig(Section):
     )
     r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight on real images (0 = off).")
     r1_every: int = Field(16, ge=1, description="Apply R1 lazily every this many steps (scaled to match).")
-    progressive: bool = Field(False, description="Progressive growing (dcgan): start small, add resolutions with fade-in.")
+    progressive: bool = Field(False, description="Progressive growing: start small, add resolutions with fade-in.")
     progressive_start: int = Field(8, ge=4, description="Side of the first progressive-growing stage.")
     progressive_epochs: float = Field(1.0, gt=0, description="Epochs spent at each progressive-growing resolution.")
     progressive_fade: float = Field(
@@ -442,9 +442,8 @@ def check_names(cfg: Config, source: str = "config") -> None:
                            cfg.training.progressive and (cfg.model.discriminator != "standard" or cfg.model.d_scales > 1)}
         hint = "Use model.architecture=resnet for class conditioning and residual blocks."
     else:
-        unsupported = {"discriminator": cfg.model.discriminator != "standard", "d_scales": cfg.model.d_scales > 1,
-                       "training.progressive": cfg.training.progressive}
-        hint = "PatchGAN, multi-scale discriminators and progressive growing come with model.architecture=dcgan."
+        unsupported = {"discriminator": cfg.model.discriminator != "standard", "d_scales": cfg.model.d_scales > 1}
+        hint = "PatchGAN and multi-scale discriminators come with model.architecture=dcgan."
     for key, used in unsupported.items():
         if used:
             raise NotSupportedYet(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from genlab.models.layers import SelfAttention, dcgan_init, maybe_spectral_norm, norm_layer
+from genlab.models.progressive import GrowingDiscriminator, GrowingGenerator
 
 
 def default_num_blocks(image_size: int) -> int:
@@ -43,7 +43,7 @@ def _up(in_ch: int, out_ch: int, size_in: int, size_out: int) -> nn.ConvTranspos
     return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=2, padding=1, bias=False)
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(GrowingGenerator):
     """z (N×latent_dim) -> images (N×channels×image_size×image_size) in [-1, 1]."""
 
     def __init__(
@@ -94,37 +94,15 @@ class DCGANGenerator(nn.Module):
             levels.append(nn.Sequential(*level))
         self.blocks = nn.ModuleList(levels)
         self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])  # no spectral norm here (seed 004)
-        self.sizes = sizes
-        # Progressive growing: 1x1 "to RGB" heads on every intermediate level, and the current stage
-        # (level whose resolution is produced, fade-in weight) as buffers so checkpoints and EMA carry it.
-        self.to_rgb = nn.ModuleList(nn.Conv2d(w, channels, 1) for w in widths)
-        self.register_buffer("stage", torch.tensor([float(num_blocks), 1.0]))
+        self.init_growth(sizes, widths, channels)
         dcgan_init(self)
-
-    def set_stage(self, level: int, alpha: float) -> None:
-        """Produce images at sizes[level], faded in with weight alpha over the previous level (progressive growing)."""
-        self.stage.copy_(torch.tensor([float(level), float(alpha)]))
-
-    def _rgb(self, level: int, features: torch.Tensor) -> torch.Tensor:
-        return self.to_image(features) if level == len(self.sizes) - 1 else self.to_rgb[level](features)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images from noise (labels are ignored: this generator is unconditional)."""
-        level, alpha = int(self.stage[0]), float(self.stage[1])
-        h = self.stem(z)
-        previous = h
-        for block in self.blocks[: min(level, len(self.blocks))]:
-            previous, h = h, block(h)
-        image = self._rgb(level, h)
-        if alpha < 1.0 and level > 0:
-            source = previous if level < len(self.sizes) - 1 else h
-            old = self._rgb(level - 1, source)
-            old = F.interpolate(old, size=image.shape[-2:], mode="nearest")
-            image = alpha * image + (1 - alpha) * old
-        return torch.tanh(image)
+        return torch.tanh(self.grow(self.stem(z), lambda i, h: self.blocks[i](h), self.to_image))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(GrowingDiscriminator):
     """images -> one logit per image (N), no sigmoid."""
 
     def __init__(
@@ -156,32 +134,11 @@ class DCGANDiscriminator(nn.Module):
             levels.append(nn.Sequential(*level))
             in_ch = width
         self.features = nn.ModuleList(levels)
-        self.sizes = sizes
-        # Progressive growing: "from RGB" 1x1 convs feeding level i from an image of side sizes[i].
-        self.from_rgb = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, widths[i - 1], 1), nn.LeakyReLU(leaky_slope)) for i in range(1, len(widths) + 1)
-        )
-        self.register_buffer("stage", torch.tensor([0.0, 1.0]))
+        self.init_growth(sizes, [channels, *widths], channels, nn.LeakyReLU(leaky_slope))
         self.to_logit = maybe_spectral_norm(nn.Conv2d(in_ch, 1, sizes[-1], stride=1, padding=0), spectral_norm)
         dcgan_init(self)
 
-    def set_stage(self, first_level: int, alpha: float) -> None:
-        """Take images of side sizes[first_level], faded in with weight alpha over the next coarser entry."""
-        self.stage.copy_(torch.tensor([float(first_level), float(alpha)]))
-
-    def _enter(self, level: int, images: torch.Tensor) -> torch.Tensor:
-        return images if level == 0 else self.from_rgb[level - 1](images)
-
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Score images (labels are ignored: this discriminator is unconditional)."""
-        first, alpha = int(self.stage[0]), float(self.stage[1])
-        h = self._enter(first, images)
-        if first < len(self.features):
-            h = self.features[first](h)
-            if alpha < 1.0:
-                side = self.sizes[first + 1]
-                coarse = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-                h = alpha * h + (1 - alpha) * self._enter(first + 1, coarse)
-        for level in self.features[first + 1 :]:
-            h = level(h)
+        h = self.grow(images, self.features)
         return self.to_logit(h).flatten()

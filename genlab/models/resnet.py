@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from genlab.models.dcgan import default_num_blocks, resolution_ladder
 from genlab.models.layers import ConditionalBatchNorm2d, SelfAttention, maybe_spectral_norm, norm_layer
+from genlab.models.progressive import GrowingDiscriminator, GrowingGenerator
 
 
 def _widths(base: int, blocks: int, cap: int) -> list[int]:
@@ -83,7 +84,7 @@ class DownBlock(nn.Module):
         return h + F.avg_pool2d(self.skip(x), 2, ceil_mode=True)
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(GrowingGenerator):
     """z (and optional labels) → images in [-1, 1] through residual up-blocks."""
 
     def __init__(self, latent_dim: int = 128, image_size: int = 32, channels: int = 3, base_channels: int = 64,
@@ -98,29 +99,37 @@ class ResNetGenerator(nn.Module):
         self.conditional = num_classes > 0 and embed_dim > 0
         self.stem_shape = (widths[0], sizes[0], sizes[0])
         self.stem = maybe_spectral_norm(nn.Linear(latent_dim, widths[0] * sizes[0] ** 2), spectral_norm)
-        blocks: list[nn.Module] = []
+        levels: list[nn.Module] = []
         for i in range(num_blocks):
-            blocks.append(UpBlock(widths[i], widths[i + 1], sizes[i + 1], upsample, norm,
-                                  num_classes if self.conditional else 0, embed_dim, spectral_norm))
+            level = [UpBlock(widths[i], widths[i + 1], sizes[i + 1], upsample, norm,
+                             num_classes if self.conditional else 0, embed_dim, spectral_norm)]
             if sizes[i + 1] in attention_resolutions:
-                blocks.append(SelfAttention(widths[i + 1], spectral_norm))
-        self.blocks = nn.ModuleList(blocks)
+                level.append(SelfAttention(widths[i + 1], spectral_norm))
+            levels.append(nn.ModuleList(level))
+        self.blocks = nn.ModuleList(levels)
         self.final_norm = norm_layer(norm, widths[-1])
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)  # never spectrally normalised (seed 004)
         with torch.no_grad():
             self.to_image.weight.mul_(final_init_scale)
+        # Growing: level i of the ladder is produced after i blocks; the last block's output feeds to_image.
+        self.init_growth(sizes, widths, channels)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images; conditional models need `labels`."""
         if self.conditional and labels is None:
             raise ValueError("this generator is conditional: pass class labels")
-        x = self.stem(z).view(-1, *self.stem_shape)
-        for block in self.blocks:
-            x = block(x, labels) if isinstance(block, UpBlock) else block(x)
-        return torch.tanh(self.to_image(F.relu(self.final_norm(x))))
+        def run_level(i: int, x: torch.Tensor) -> torch.Tensor:
+            for module in self.blocks[i]:
+                x = module(x, labels) if isinstance(module, UpBlock) else module(x)
+            return x
+
+        def to_image(x: torch.Tensor) -> torch.Tensor:
+            return self.to_image(F.relu(self.final_norm(run_level(len(self.blocks) - 1, x))))
+
+        return torch.tanh(self.grow(self.stem(z).view(-1, *self.stem_shape), run_level, to_image))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(GrowingDiscriminator):
     """images (and optional labels) → one logit per image; `aux_logits` holds AC-GAN class logits."""
 
     def __init__(self, image_size: int = 32, channels: int = 3, base_channels: int = 64, num_blocks: int | None = None,
@@ -130,14 +139,16 @@ class ResNetDiscriminator(nn.Module):
         num_blocks = num_blocks or default_num_blocks(image_size)
         sizes = resolution_ladder(image_size, num_blocks)[::-1]
         widths = _widths(base_channels, num_blocks, max_channels)[::-1][1:]
-        layers: list[nn.Module] = []
+        levels: list[nn.Module] = []
         in_ch = channels
         for i, width in enumerate(widths):
-            layers.append(DownBlock(in_ch, width, spectral_norm, first=i == 0))
+            level = [DownBlock(in_ch, width, spectral_norm, first=i == 0)]
             if sizes[i + 1] in attention_resolutions:
-                layers.append(SelfAttention(width, spectral_norm))
+                level.append(SelfAttention(width, spectral_norm))
+            levels.append(nn.Sequential(*level))
             in_ch = width
-        self.features = nn.Sequential(*layers)
+        self.features = nn.ModuleList(levels)
+        self.init_growth(sizes, [channels, *widths], channels, nn.Identity())
         self.to_logit = maybe_spectral_norm(nn.Linear(in_ch, 1), spectral_norm)
         self.embed = maybe_spectral_norm(nn.Embedding(num_classes, in_ch), spectral_norm) if projection else None
         self.aux_head = maybe_spectral_norm(nn.Linear(in_ch, num_classes), spectral_norm) if auxiliary_classifier else None
@@ -145,7 +156,7 @@ class ResNetDiscriminator(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Score images; with projection, labels add ⟨embed(y), h⟩ to the logit."""
-        h = F.relu(self.features(images)).sum(dim=(2, 3))
+        h = F.relu(self.grow(images, self.features)).sum(dim=(2, 3))
         logit = self.to_logit(h).flatten()
         if self.embed is not None:
             if labels is None:

@@ -128,13 +128,20 @@ def test_progressive_schedule():
     assert progressive_stage(99.0, 4, 1, 2.0, 0.5) == (3, 1.0)
 
 
-def test_progressive_growing_trains_through_every_resolution(tiny_config):
+@pytest.mark.parametrize("architecture", ["dcgan", "resnet"])
+def test_progressive_growing_trains_through_every_resolution(tiny_config, architecture):
     from genlab.generate import load_run
-    from genlab.models import DCGANDiscriminator, DCGANGenerator
+    from genlab.models import DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
     from genlab.train.loop import train
 
-    g = DCGANGenerator(latent_dim=8, image_size=32, base_channels=4)
-    d = DCGANDiscriminator(image_size=32, base_channels=4)
+    if architecture == "dcgan":
+        g = DCGANGenerator(latent_dim=8, image_size=32, base_channels=4)
+        d = DCGANDiscriminator(image_size=32, base_channels=4)
+    else:
+        g = ResNetGenerator(latent_dim=8, image_size=32, channels=1, base_channels=4, attention_resolutions=(16,))
+        d = ResNetDiscriminator(image_size=32, channels=1, base_channels=4, attention_resolutions=(16,))
+    assert g.sizes == [4, 8, 16, 32] and d.sizes == [32, 16, 8, 4]
+    full = g(torch.randn(2, 8))
     for level, side in enumerate(g.sizes):
         for alpha in (0.3, 1.0):
             g.set_stage(level, alpha)
@@ -144,8 +151,10 @@ def test_progressive_growing_trains_through_every_resolution(tiny_config):
     g.set_stage(2, 0.0)
     low = g(torch.randn(2, 8))  # alpha 0: only the previous level's output, upsampled
     assert torch.equal(low[..., ::2, ::2], low[..., 1::2, 1::2])
+    assert full.shape == (2, 1, 32, 32)
 
-    result = train(tiny_config("name=grow", "data.image_size=32", "training.progressive=true",
+    result = train(tiny_config(f"name=grow-{architecture}", f"model.architecture={architecture}",
+                               "data.image_size=32", "training.progressive=true",
                                "training.progressive_start=8", "training.progressive_epochs=0.5", "training.num_epochs=2"))
     method = load_run(result.run_dir, device="cpu").method
     assert method.generator.stage.tolist() == [3.0, 1.0]
