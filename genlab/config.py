@@ -209,7 +209,14 @@ class EvalConfig(Section):
 
     every_epochs: int = Field(0, ge=0, description="Evaluate every N epochs (0 = never during training).")
     num_samples: int = Field(10000, ge=2, description="Generated images per evaluation.")
-    metrics: list[str] = Field([], description="Metrics to compute, e.g. [fid, kid].")
+    metrics: list[str] = Field([], description="Metrics to compute during training, e.g. [fid, kid].")
+    extractor: Literal["inception", "domain"] = Field(
+        "inception", description="Features: the FID Inception network, or a classifier trained on the data set (28-64 px)."
+    )
+    real_split: str = Field("train", description="Split of the data set whose statistics are the reference.")
+    real_samples: int | None = Field(None, ge=2, description="Use only the first N real images (null = all).")
+    best_metric: str = Field("fid", description="Lower-is-better result that picks checkpoints/best.pt.")
+    fast: bool = Field(False, description="Reduced-precision feature extraction (bf16 on CPU, fp16 on CUDA).")
 
 
 class LoggingConfig(Section):
@@ -431,11 +438,16 @@ def check_names(cfg: Config, source: str = "config") -> None:
         parse_diff_policy(cfg.training.diffaugment)
     except GenlabError as err:
         raise ConfigError(f"Invalid configuration ({source}): {err}") from None
-    if cfg.eval.metrics or cfg.eval.every_epochs:
-        raise NotSupportedYet(
-            f"In {source}: evaluation during training (eval.metrics / eval.every_epochs) is not supported "
-            "yet in this version of genlab. Remove those keys; sample grids are still written."
-        )
+    if cfg.eval.metrics:
+        from genlab.metrics import METRICS
+
+        for name in cfg.eval.metrics:
+            if name not in METRICS:
+                hint = closest(name, METRICS.names())
+                raise ConfigError(
+                    f"Invalid configuration ({source}): eval.metrics has unknown metric {name!r}"
+                    + (f" — did you mean {hint!r}?" if hint else ".") + f" Available: {', '.join(METRICS.names())}."
+                )
     if cfg.model.architecture == "dcgan":
         unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none",
                        "training.progressive with PatchGAN/multi-scale D":

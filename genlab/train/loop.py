@@ -26,6 +26,7 @@ from genlab.config import Config, validate
 from genlab.data import EpochLoader, build_dataset
 from genlab.data.augment import resolve_policy
 from genlab.errors import CheckpointError, GenlabError
+from genlab.evaluation import best_key
 from genlab.methods import METHODS, Method, StepContext
 from genlab.models import DataShape
 from genlab.train.checkpoint import CheckpointManager, load_checkpoint
@@ -134,6 +135,7 @@ def train(
         total_steps = min(total_steps, t.max_steps)
 
     step = 0
+    best: float | None = None
     if checkpoint is not None:
         if checkpoint["steps_per_epoch"] != steps_per_epoch:
             raise CheckpointError(f"{run.root} was trained with {checkpoint['steps_per_epoch']} steps per epoch but the "
@@ -143,6 +145,7 @@ def train(
         aug_rng.set_state(checkpoint["aug_rng"])
         fixed_noise = checkpoint["fixed_noise"].to(device)
         step = int(checkpoint["step"])
+        best = checkpoint.get("best")
         truncate_jsonl(run.metrics, step)
         log.info("Resuming %s from step %d of %d", run.root, step, total_steps)
     write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None)
@@ -150,7 +153,19 @@ def train(
     def state() -> dict:
         return {"step": step, "steps_per_epoch": steps_per_epoch, "config": cfg.to_dict(), "method": method.state_dict(),
                 "rng": rng_state(), "aug_rng": aug_rng.get_state(), "fixed_noise": fixed_noise.cpu(),
-                "data_shape": asdict(shape)}
+                "data_shape": asdict(shape), "best": best}
+
+    evaluator: dict = {}
+
+    def evaluate_now() -> dict[str, float]:
+        """Score eval.num_samples fresh samples with eval.metrics (extractor built on first use)."""
+        from genlab.evaluation import extractor_for, generated_images, score_samples  # imports the metrics stack
+
+        if "extractor" not in evaluator:
+            evaluator["extractor"] = extractor_for(cfg, cfg.eval.extractor, device, cfg.eval.fast)
+        fake = generated_images(method, cfg.eval.num_samples, seed=cfg.data.seed + 4, batch_size=t.batch_size)
+        return score_samples(cfg, fake, cfg.eval.metrics, extractor=evaluator["extractor"],
+                             real_limit=cfg.eval.real_samples, seed=cfg.data.seed)
 
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
     diagnostics = Diagnostics()
@@ -183,6 +198,17 @@ def train(
                         save_grid(images, run.samples / "latest.png")
                         logger.image("samples", grid, step)
                         logger.log(step, {"sample_saturation": diagnostics.check_saturation(step, images)})
+                    epochs_done, within = divmod(step, steps_per_epoch)
+                    if cfg.eval.metrics and cfg.eval.every_epochs and within == 0 and (
+                        epochs_done % cfg.eval.every_epochs == 0 or step == total_steps
+                    ):
+                        results = evaluate_now()
+                        logger.log(step, results, epoch=epochs_done, evaluation=True)
+                        score = results.get(best_key(cfg.eval.best_metric, evaluator["extractor"]))
+                        if score is not None and (best is None or score < best):
+                            best = score
+                            manager.save_as(state(), "best.pt")
+                        log.info("Epoch %d: %s", epochs_done, ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
                     if step % cfg.checkpoint.every_steps == 0 and step < total_steps:
                         manager.save(state(), step)
                     if step >= total_steps or stop.requested:
