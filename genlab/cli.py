@@ -94,7 +94,8 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
 ) -> None:
     """Score a run's samples (or any two image sources) with FID, KID, IS, precision/recall, density/coverage."""
-    from genlab.evaluation import append_result, extractor_for, generated_images, parse_real, score_samples
+    from genlab.evaluation import extractor_for, parse_real, score_samples
+    from genlab.generate import generate
     from genlab.metrics import evaluate as evaluate_sources
     from genlab.utils import select_device
 
@@ -116,15 +117,18 @@ def evaluate(
 
         loaded = load_run(run_dir, checkpoint, device)
         feats = extractor_for(loaded.cfg, extractor, torch_device, fast, download)
-        images = generated_images(loaded.method, n, seed=seed, ema=ema)
+        images = generate(loaded.method, n, seed=seed, ema=ema)
         if real is None:
             results = score_samples(loaded.cfg, images, names, extractor=feats, seed=seed, batch_size=batch_size)
         else:
             real_source, key = parse_real(real, loaded.cfg.data)
             results = evaluate_sources(images, real_source, names, extractor=feats, real_cache_key=key,
                                        batch_size=batch_size, seed=seed)
-        append_result(Path(run_dir) / "metrics.jsonl", loaded.step, results, checkpoint=checkpoint, samples=n,
-                      extractor=extractor, fast=fast)
+        from genlab.train.logging import RunLogger
+
+        logger = RunLogger(Path(run_dir), tensorboard=False)
+        logger.log(loaded.step, results, evaluation=True, checkpoint=checkpoint, samples=n, extractor=extractor, fast=fast)
+        logger.close()
     width = max((len(k) for k in results), default=6)
     typer.echo(f"{'metric':<{width}}  value")
     for key, value in results.items():

@@ -8,8 +8,6 @@ the run's metrics.jsonl.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from genlab.config import Config, DataConfig
 from genlab.data import ImageDataset, build_dataset
 from genlab.data.base import InMemoryImageDataset, Uint8View
 from genlab.errors import DataError, GenlabError
-from genlab.methods import Method
 
 
 def dataset_key(cfg: DataConfig, split: str, limit: int | None) -> str:
@@ -55,13 +52,6 @@ def parse_real(spec: str, data: DataConfig | None = None) -> tuple[object, str |
     except GenlabError as err:
         raise DataError(f"--real {spec!r} is neither an existing folder/.npz nor a usable data set: {err}") from None
     return real_batches(dataset), dataset_key(cfg, cfg.split, None)
-
-
-def generated_images(method: Method, n: int, seed: int, batch_size: int = 256, ema: bool = True) -> torch.Tensor:
-    """`n` samples (float [-1, 1], CPU) from seeded noise, batch by batch."""
-    from genlab.generate import generate
-
-    return generate(method, n, seed=seed, ema=ema, batch_size=batch_size)
 
 
 def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool = False, download: bool = False):
@@ -105,10 +95,3 @@ def best_key(name: str, extractor: object) -> str:
     from genlab.metrics import result_key
 
     return result_key(name, name.split("_")[0], getattr(extractor, "metric_suffix", ""))
-
-
-def append_result(run_metrics: Path, step: int, results: dict[str, float], **extra: object) -> None:
-    """One evaluation record in a run's metrics.jsonl."""
-    record = {"step": step, "evaluation": True, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra, **results}
-    with Path(run_metrics).open("a") as f:
-        f.write(json.dumps(record) + "\n")

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from genlab.errors import ConfigError
-
-T = TypeVar("T")
-
-
-def exists(value: object) -> bool:
-    """True when `value` is not None."""
-    return value is not None
-
-
-def default(value: T | None, fallback: T) -> T:
-    """`value` unless it is None."""
-    return fallback if value is None else value
 
 
 def select_device(name: str = "auto") -> torch.device:

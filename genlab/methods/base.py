@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
 
 from genlab.data import Batch
 
@@ -33,9 +32,6 @@ class StepContext:
 class Method:
     """Base of every family (GAN, VAE, DDPM): the loop calls only what is defined here."""
 
-    #: The network used to draw samples (the generator, decoder or denoiser).
-    sampler: nn.Module
-
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached scalar tensors to log."""
         raise NotImplementedError
@@ -55,8 +51,4 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from `state_dict()`."""
-        raise NotImplementedError
-
-    def sampler_state(self, ema: bool = True) -> dict[str, Any]:
-        """Just the weights needed to sample (for small exported files)."""
         raise NotImplementedError

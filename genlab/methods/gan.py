@@ -110,10 +110,6 @@ class GANMethod(Method):
         policy = self.cfg.training.diffaugment
         return diff_augment(images, policy, self.noise_rng) if policy else images
 
-    @property
-    def sampler(self) -> nn.Module:
-        return self.ema.model if self.ema is not None else self.generator
-
     def make_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal z of shape n×latent_dim."""
         gen = generator if generator is not None else self.noise_rng
@@ -286,9 +282,3 @@ class GANMethod(Method):
         self.noise_rng.set_state(state["noise_rng"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-
-    def load_sampler_weights(self, state: dict[str, Any], ema: bool = True) -> None:
-        """Load only what sampling needs from a full method state (generator and its EMA)."""
-        self.generator.load_state_dict(state["generator"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])

@@ -79,15 +79,3 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError("conditional batch norm needs class labels")
         e = self.embed(labels)
         return self.norm(x) * self.to_gain(e)[:, :, None, None] + self.to_bias(e)[:, :, None, None]
-
-
-class Conditioned(nn.Sequential):
-    """A Sequential that hands class labels to the children that take them."""
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        for module in self:
-            x = module(x, labels) if isinstance(module, LABEL_AWARE) else module(x)
-        return x
-
-
-LABEL_AWARE: tuple[type[nn.Module], ...] = (SelfAttention, ConditionalBatchNorm2d, Conditioned)

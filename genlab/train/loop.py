@@ -159,11 +159,12 @@ def train(
 
     def evaluate_now() -> dict[str, float]:
         """Score eval.num_samples fresh samples with eval.metrics (extractor built on first use)."""
-        from genlab.evaluation import extractor_for, generated_images, score_samples  # imports the metrics stack
+        from genlab.evaluation import extractor_for, score_samples  # imports the metrics stack
+        from genlab.generate import generate
 
         if "extractor" not in evaluator:
             evaluator["extractor"] = extractor_for(cfg, cfg.eval.extractor, device, cfg.eval.fast)
-        fake = generated_images(method, cfg.eval.num_samples, seed=cfg.data.seed + 4, batch_size=t.batch_size)
+        fake = generate(method, cfg.eval.num_samples, seed=cfg.data.seed + 4, batch_size=t.batch_size)
         return score_samples(cfg, fake, cfg.eval.metrics, extractor=evaluator["extractor"],
                              real_limit=cfg.eval.real_samples, seed=cfg.data.seed)
 
