@@ -1,7 +1,7 @@
 """Experiment configuration: one pydantic schema, YAML presets and dotted `key=value` overrides.
 
 Every knob lives in one of five groups (`model`, `training`, `data`, `eval`, `logging`) plus the
-small `checkpoint` group and a few top-level keys. Key names follow the seed notes
+small `checkpoint` group, the GASTeN groups (`gasten`, `tune`) and a few top-level keys. Key names follow the seed notes
 (`training.lr_g`, `model.latent_dim`, ...). Mistakes never surface as tracebacks: they become a
 `ConfigError` naming the key, the value and what is allowed.
 """
@@ -146,6 +146,11 @@ class TrainingConfig(Section):
     vgg_weights: str | None = Field(
         "imagenet", description="VGG weights: imagenet (torchvision download, cached), a .pth path, or null (random)."
     )
+    init_from: str | None = Field(
+        None,
+        description="Start from another run's weights: a checkpoint .pt or a run directory (its last.pt). Networks, "
+        "EMA and optimiser states are loaded; the step count, data order and noise start afresh.",
+    )
 
 
 def _check_micro_batches(training: TrainingConfig) -> None:
@@ -216,6 +221,18 @@ class EvalConfig(Section):
     real_split: str = Field("train", description="Split of the data set whose statistics are the reference.")
     real_samples: int | None = Field(None, ge=2, description="Use only the first N real images (null = all).")
     best_metric: str = Field("fid", description="Lower-is-better result that picks checkpoints/best.pt.")
+    early_stop_patience: int = Field(
+        0, ge=0, description="Stop training after this many evaluations without improving early_stop_metric (0 = off)."
+    )
+    early_stop_metric: str | None = Field(
+        None, description="Lower-is-better result watched by early stopping (null = best_metric), e.g. fid or acd."
+    )
+    classifier: str | None = Field(
+        None,
+        description="Binary classifier for the acd, focd and hubris metrics: a classifier run directory, .pt file, "
+        "or comma-separated list (an ensemble). Null uses gasten.classifier.",
+    )
+    histogram_bins: int = Field(20, ge=2, description="Bins of the classifier-output histogram logged with acd.")
     fast: bool = Field(False, description="Reduced-precision feature extraction (bf16 on CPU, fp16 on CUDA).")
 
 
@@ -236,6 +253,62 @@ class CheckpointConfig(Section):
     keep: int = Field(
         2, ge=-1, description="Also keep this many numbered step_XXXXXXX.pt snapshots (-1 = all, 0 = none)."
     )
+    every_epochs: int = Field(
+        0, ge=0, description="Also keep checkpoints/epoch_XXXX.pt every N epochs, never pruned (0 = off; GASTeN step 1 uses 1)."
+    )
+
+
+class GastenConfig(Section):
+    """GASTeN (seed 000): train G towards a binary classifier's decision boundary in step 2."""
+
+    classifier: str | None = Field(
+        None, description="The binary classifier C: a run directory from `genlab classifier train`, a .pt file, "
+        "or a comma-separated list (mean ensemble).",
+    )
+    ambiguity: bool = Field(
+        False, description="Add weight · L_amb(C(G(z))) to the generator loss (`genlab gasten step2` turns it on).",
+    )
+    weight: float = Field(25.0, ge=0, description="α, the weight of the ambiguity loss in step 2.")
+    loss: str = Field(
+        "confusion", description="Ambiguity loss: confusion (mean |0.5 − p|), kl (KL to the uniform prediction) or "
+        "gaussian (½[log σ² + (p − 0.5)²/σ²]).",
+    )
+    gaussian_var: float = Field(0.01, gt=0, description="σ² of the gaussian ambiguity loss.")
+    step1_epoch: int | str = Field(
+        "best", description="Step-1 checkpoint step 2 starts from: best (by eval.best_metric), last, or an epoch number.",
+    )
+    step2_epochs: int = Field(10, ge=1, description="Epochs of step 2.")
+    grid_images: int = Field(64, ge=1, description="Images in the most-ambiguous grid written after step 2.")
+
+
+class TuneConfig(Section):
+    """Search spaces of `genlab gasten tune` (Optuna TPE; log scale for learning rates)."""
+
+    lr_range: list[float] = Field([1e-5, 1e-3], description="Step 1: [low, high] of lr_g and lr_d (log-uniform).")
+    beta1_range: list[float] = Field([0.0, 0.9], description="Step 1: [low, high] of Adam beta1.")
+    beta2_range: list[float] = Field([0.9, 0.9999], description="Step 1: [low, high] of Adam beta2.")
+    num_blocks: list[int] = Field([2, 3], description="Step 1: choices for model.num_blocks.")
+    base_channels: list[int] = Field([16, 32, 64], description="Step 1: choices for G's and D's base filters.")
+    weight_range: list[float] = Field([1.0, 30.0], description="Step 2: [low, high] of the ambiguity weight α.")
+    step1_epochs: list[int] = Field([], description="Step 2: step-1 epochs to start from (empty = every saved epoch).")
+    classifiers: list[str] = Field([], description="Step 2: classifiers to choose from (empty = gasten.classifier).")
+    n_trials: int | None = Field(None, ge=1, description="Trials to run (null = until the timeout).")
+    timeout: float | None = Field(None, gt=0, description="Seconds to search (null = until n_trials).")
+    seed: int = Field(0, description="Seed of the TPE sampler (workers add their index).")
+    pruner: Literal["median", "none"] = Field("median", description="Stop step-1 trials whose FID trails the median.")
+    startup_trials: int = Field(5, ge=0, description="Trials before the pruner may stop any.")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> TuneConfig:
+        for name in ("lr_range", "beta1_range", "beta2_range", "weight_range"):
+            value = getattr(self, name)
+            if len(value) != 2 or not value[0] <= value[1]:
+                raise ValueError(f"tune.{name} must be [low, high] with low <= high, got {value}")
+        if self.lr_range[0] <= 0:
+            raise ValueError(f"tune.lr_range must be positive (it is searched on a log scale), got {self.lr_range}")
+        if not self.num_blocks or not self.base_channels:
+            raise ValueError("tune.num_blocks and tune.base_channels need at least one choice each")
+        return self
 
 
 class Config(Section):
@@ -250,6 +323,8 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    gasten: GastenConfig = Field(default_factory=GastenConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _check_device(self) -> Config:
@@ -440,14 +515,24 @@ def check_names(cfg: Config, source: str = "config") -> None:
         raise ConfigError(f"Invalid configuration ({source}): {err}") from None
     if cfg.eval.metrics:
         from genlab.metrics import METRICS
+        from genlab.metrics.classifier import CLASSIFIER_METRICS
 
+        known = sorted([*METRICS.names(), *CLASSIFIER_METRICS])
         for name in cfg.eval.metrics:
-            if name not in METRICS:
-                hint = closest(name, METRICS.names())
+            if name not in known:
+                hint = closest(name, known)
                 raise ConfigError(
                     f"Invalid configuration ({source}): eval.metrics has unknown metric {name!r}"
-                    + (f" — did you mean {hint!r}?" if hint else ".") + f" Available: {', '.join(METRICS.names())}."
+                    + (f" — did you mean {hint!r}?" if hint else ".") + f" Available: {', '.join(known)}."
                 )
+        wants_classifier = sorted(set(cfg.eval.metrics) & set(CLASSIFIER_METRICS))
+        if wants_classifier and not (cfg.eval.classifier or cfg.gasten.classifier):
+            raise ConfigError(
+                f"Invalid configuration ({source}): eval.metrics asks for {', '.join(wants_classifier)}, which score "
+                "samples with a binary classifier, but neither eval.classifier nor gasten.classifier is set. Train one "
+                "with `genlab classifier train` and set gasten.classifier=<its run directory>."
+            )
+    _check_gasten(cfg.gasten, source)
     if cfg.model.architecture == "dcgan":
         unsupported = {"use_residual": cfg.model.use_residual, "condition": cfg.model.condition != "none",
                        "training.progressive with PatchGAN/multi-scale D":
@@ -464,6 +549,24 @@ def check_names(cfg: Config, source: str = "config") -> None:
             )
     if cfg.model.use_residual and cfg.model.architecture != "resnet":
         raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")
+
+
+def _check_gasten(gasten: GastenConfig, source: str) -> None:
+    """The ambiguity loss name, the step-1 epoch choice and the classifier step 2 needs."""
+    from genlab.losses import AMBIGUITY_LOSSES
+
+    if gasten.loss not in AMBIGUITY_LOSSES:
+        hint = closest(gasten.loss, AMBIGUITY_LOSSES.names())
+        raise ConfigError(f"Invalid configuration ({source}): 'gasten.loss' = {gasten.loss!r} is not known"
+                          + (f" — did you mean {hint!r}?" if hint else ".")
+                          + f" Available: {', '.join(AMBIGUITY_LOSSES.names())}.")
+    epoch = gasten.step1_epoch
+    if not (epoch in ("best", "last") or (isinstance(epoch, int) and epoch >= 0) or str(epoch).isdigit()):
+        raise ConfigError(f"Invalid configuration ({source}): 'gasten.step1_epoch' = {gasten.step1_epoch!r}; use best, "
+                          "last or an epoch number such as 5.")
+    if gasten.ambiguity and not gasten.classifier:
+        raise ConfigError(f"Invalid configuration ({source}): gasten.ambiguity=true needs gasten.classifier (a run "
+                          "directory from `genlab classifier train`).")
 
 
 def preset_dirs() -> list[Path]:

@@ -9,6 +9,7 @@ the run's metrics.jsonl.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -93,5 +94,89 @@ def score_samples(cfg: Config, fake: torch.Tensor, metrics: Sequence[str], *, ex
 def best_key(name: str, extractor: object) -> str:
     """The results key of `eval.best_metric` for this extractor (fid -> fid_domain with the domain classifier)."""
     from genlab.metrics import result_key
+    from genlab.metrics.classifier import CLASSIFIER_METRICS
 
+    if name in CLASSIFIER_METRICS or extractor is None:
+        return name
     return result_key(name, name.split("_")[0], getattr(extractor, "metric_suffix", ""))
+
+
+def classifier_source(cfg: Config) -> str | None:
+    """The binary classifier behind acd/focd/hubris: eval.classifier, else gasten.classifier."""
+    return cfg.eval.classifier or cfg.gasten.classifier
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a generator: metric values and, with a classifier, its outputs on the samples."""
+
+    results: dict[str, float]
+    images: torch.Tensor
+    probs: torch.Tensor | None = None
+    histogram: list[int] | None = None
+
+
+class RunEvaluator:
+    """Scores a generator on fixed noise: eval.metrics, image metrics and classifier metrics alike.
+
+    Networks (the Inception or domain extractor, the binary classifier) are built on first use and kept,
+    and real statistics are cached per data set, so evaluating every epoch costs only the fake images.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, metrics: Sequence[str] | None = None) -> None:
+        from genlab.metrics.classifier import CLASSIFIER_METRICS
+
+        self.cfg, self.device = cfg, device
+        names = list(cfg.eval.metrics if metrics is None else metrics)
+        self.image_metrics = [m for m in names if m not in CLASSIFIER_METRICS]
+        self.classifier_metrics = [m for m in names if m in CLASSIFIER_METRICS]
+        self._extractor: object | None = None
+        self._classifier: torch.nn.Module | None = None
+
+    @property
+    def extractor(self) -> object | None:
+        """The image-metric feature extractor (None when only classifier metrics are asked for)."""
+        if self._extractor is None and self.image_metrics:
+            self._extractor = extractor_for(self.cfg, self.cfg.eval.extractor, self.device, self.cfg.eval.fast)
+        return self._extractor
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        """The binary classifier of eval.classifier / gasten.classifier."""
+        if self._classifier is None:
+            from genlab.models.classifiers import load_classifier
+
+            source = classifier_source(self.cfg)
+            if source is None:
+                raise GenlabError("The metrics acd, focd and hubris need a binary classifier: set eval.classifier "
+                                  "(or gasten.classifier) to a run from `genlab classifier train`.")
+            self._classifier = load_classifier(source, device=self.device)
+        return self._classifier
+
+    def __call__(self, method: object, seed: int | None = None, num_samples: int | None = None) -> Evaluation:
+        """Generate eval.num_samples images from fixed noise and score them."""
+        from genlab.generate import generate
+
+        cfg = self.cfg
+        seed = cfg.data.seed + 4 if seed is None else seed
+        fake = generate(method, num_samples or cfg.eval.num_samples, seed=seed, batch_size=cfg.training.batch_size)
+        results: dict[str, float] = {}
+        if self.image_metrics:
+            results.update(score_samples(cfg, fake, self.image_metrics, extractor=self.extractor,
+                                         real_limit=cfg.eval.real_samples, seed=cfg.data.seed))
+        evaluation = Evaluation(results, fake)
+        if self.classifier_metrics:
+            from genlab.metrics.classifier import classifier_metrics
+
+            split = cfg.eval.real_split
+            data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
+            real = None
+            if "focd" in self.classifier_metrics:
+                real = real_batches(build_dataset(data_cfg), cfg.eval.real_samples, cfg.training.batch_size)
+            values, probs, histogram = classifier_metrics(
+                fake, self.classifier, self.classifier_metrics, real=real, bins=cfg.eval.histogram_bins,
+                real_cache_key="classifier-" + dataset_key(data_cfg, split, cfg.eval.real_samples),
+                batch_size=cfg.training.batch_size)
+            results.update(values)
+            evaluation.probs, evaluation.histogram = probs, histogram
+        return evaluation

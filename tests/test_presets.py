@@ -17,7 +17,7 @@ def test_preset_trains_two_steps(preset, tmp_path):
         f"data.channels={cfg.data.channels or 1}", "training.batch_size=4" if not big else "training.batch_size=2",
         "training.max_steps=2", "model.generator_base_channels=4", "model.discriminator_base_channels=4",
         "model.max_channels=16", "model.embed_dim=8", "logging.num_sample_images=4", "logging.progress=false",
-        "logging.tensorboard=false",
+        "logging.tensorboard=false", "eval.every_epochs=0",
         f"output_dir={tmp_path}", "device=cpu",
     ]
     result = train(load_config(preset, overrides), preset_name=preset)

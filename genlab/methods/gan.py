@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from genlab.config import Config
 from genlab.data import Batch
 from genlab.data.augment import diff_augment
-from genlab.losses import build_adversarial_loss, gradient_penalty, instance_noise_std, r1_penalty
+from genlab.losses import (
+    build_adversarial_loss,
+    build_ambiguity_loss,
+    gradient_penalty,
+    instance_noise_std,
+    r1_penalty,
+)
 from genlab.methods.base import Method, StepContext
 from genlab.models import DataShape, build_models
 from genlab.train.ema import EMA
@@ -40,6 +46,39 @@ def _accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]
     """Add one micro-batch's stats into running totals."""
     for key, value in values.items():
         totals[key] = totals[key] + value if key in totals else value
+
+
+class AmbiguityTerm:
+    """GASTeN step 2: weight · L_amb(C(G(z))) through a frozen binary classifier C (gradients reach G only)."""
+
+    def __init__(self, classifier: nn.Module, weight: float, loss_name: str, var: float, image_size: int) -> None:
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.weight = weight
+        self.loss = build_ambiguity_loss(loss_name, var)
+        self.image_size = image_size
+
+    @classmethod
+    def from_config(cls, cfg: Config, data: DataShape, device: torch.device) -> AmbiguityTerm:
+        """Load gasten.classifier and check that it reads this data's images."""
+        from genlab.errors import ConfigError
+        from genlab.models.classifiers import load_classifier
+
+        g = cfg.gasten
+        if not g.classifier:
+            raise ConfigError("gasten.ambiguity=true needs gasten.classifier: a run from `genlab classifier train`.")
+        classifier = load_classifier(g.classifier, device=device)
+        if classifier.channels != data.channels:
+            raise ConfigError(f"The classifier {g.classifier} reads {classifier.channels}-channel images but the GAN "
+                              f"makes {data.channels}-channel ones; train the classifier on the same data.")
+        return cls(classifier, g.weight, g.loss, g.gaussian_var, classifier.image_size)
+
+    def __call__(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ambiguity loss, batch ACD) of generated images in [-1, 1]."""
+        if fake.shape[-1] != self.image_size:
+            fake = F.interpolate(fake, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                                 align_corners=False)
+        probs = torch.sigmoid(self.classifier(fake.float()).float().reshape(-1))
+        return self.loss(probs), (0.5 - probs.detach()).abs().mean()
 
 
 class GANMethod(Method):
@@ -65,6 +104,7 @@ class GANMethod(Method):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
         self.reconstruction_terms = self._reconstruction_terms(cfg, device)
+        self.ambiguity = AmbiguityTerm.from_config(cfg, data, device) if cfg.gasten.ambiguity else None
 
     def _grow(self, ctx: StepContext, images: torch.Tensor) -> torch.Tensor:
         """Set G's and D's progressive-growing stage for this step; return the real batch at that stage's size."""
@@ -240,6 +280,10 @@ class GANMethod(Method):
             value = term(fake, real)
             loss_g = loss_g + weight * value
             stats[name] = value.detach()
+        if self.ambiguity is not None:
+            amb, acd = self.ambiguity(fake)
+            loss_g = loss_g + self.ambiguity.weight * amb
+            stats["loss_amb"], stats["acd_batch"] = amb.detach(), acd
         aux_g = self._aux_loss(fake_labels)
         if aux_g is not None:
             loss_g = loss_g + t.aux_weight * aux_g

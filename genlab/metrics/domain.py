@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from genlab.data.base import convert_channels, to_float
 from genlab.errors import CheckpointError, DataError, GenlabError
-from genlab.metrics.cache import atomic_save, cache_file, tensors_sha256
-from genlab.metrics.extractor_base import FeatureExtractor
+from genlab.metrics.cache import atomic_save, cache_file
+from genlab.metrics.extractor_base import ClassifierFeatureExtractor
 from genlab.metrics.features import as_uint8_batch
 from genlab.metrics.registry import FEATURE_EXTRACTORS
 from genlab.utils import select_device
@@ -179,37 +179,11 @@ def load_domain_classifier(key_or_path: str | Path) -> DomainClassifier:
     return classifier.eval().requires_grad_(False)
 
 
-class DomainClassifierExtractor(FeatureExtractor):
+class DomainClassifierExtractor(ClassifierFeatureExtractor):
     """Penultimate features and class logits of a DomainClassifier, for the shared metric code."""
 
     name = "domain"
     metric_suffix = "_domain"
-
-    def __init__(
-        self, classifier: DomainClassifier, device: str | torch.device | None = None, fast: bool = False
-    ) -> None:
-        super().__init__(device, fast)
-        self.classifier = classifier.to(self.device).eval().requires_grad_(False)
-        self.feature_dim = classifier.feature_dim
-        self._sha256 = tensors_sha256(classifier.state_dict())
-
-    @property
-    def has_logits(self) -> bool:
-        return True
-
-    @property
-    def weights_sha256(self) -> str:
-        return self._sha256
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 -> the classifier's channels -> [-1, 1] -> its training size (antialiased bilinear) if needed."""
-        if images.shape[1] != self.classifier.channels:
-            images = convert_channels(images.cpu(), self.classifier.channels)
-        x = to_float(images.to(self.device))
-        size = self.classifier.image_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return x
 
     def network_forward(self, inputs: torch.Tensor, want_logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.classifier.features(inputs)

@@ -7,7 +7,10 @@ import warnings
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 
+from genlab.data.base import convert_channels, to_float
+from genlab.metrics.cache import tensors_sha256
 from genlab.utils import select_device
 
 
@@ -75,3 +78,35 @@ class FeatureExtractor(ABC):
             features = features.float().cpu()
             logits = logits.float().cpu() if logits is not None else None
         return features, logits
+
+
+class ClassifierFeatureExtractor(FeatureExtractor):
+    """A frozen classifier as an extractor: images go to its channel count, [-1, 1] and its input size.
+
+    The classifier has `channels`, `image_size`, `feature_dim` and `features(x)`; subclasses say what
+    `network_forward` returns as logits.
+    """
+
+    def __init__(self, classifier: torch.nn.Module, device: str | torch.device | None = None, fast: bool = False) -> None:
+        super().__init__(device, fast)
+        self.classifier = classifier.to(self.device).eval().requires_grad_(False)
+        self.feature_dim = int(classifier.feature_dim)
+        self._sha256 = tensors_sha256(classifier.state_dict())
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    @property
+    def weights_sha256(self) -> str:
+        return self._sha256
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 -> the classifier's channels -> [-1, 1] -> its input size (antialiased bilinear) if different."""
+        if images.shape[1] != self.classifier.channels:
+            images = convert_channels(images.cpu(), self.classifier.channels)
+        x = to_float(images.to(self.device))
+        size = self.classifier.image_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return x

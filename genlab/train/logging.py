@@ -59,6 +59,11 @@ class RunLogger:
         if self.writer is not None:
             self.writer.add_image(tag, grid, step)
 
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        """Add a histogram of `values` to TensorBoard (JSONL callers log their own bin counts)."""
+        if self.writer is not None:
+            self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+
     def close(self) -> None:
         """Flush and close both sinks."""
         self.file.close()

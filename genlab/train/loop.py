@@ -26,7 +26,7 @@ from genlab.config import Config, validate
 from genlab.data import EpochLoader, build_dataset
 from genlab.data.augment import resolve_policy
 from genlab.errors import CheckpointError, GenlabError
-from genlab.evaluation import best_key
+from genlab.evaluation import RunEvaluator, best_key
 from genlab.methods import METHODS, Method, StepContext
 from genlab.models import DataShape
 from genlab.train.checkpoint import CheckpointManager, load_checkpoint
@@ -39,6 +39,8 @@ log = logging.getLogger("genlab")
 
 #: Called after every step with (step, stats); raising stops training without a final checkpoint.
 StepCallback = Callable[[int, dict[str, torch.Tensor]], None]
+#: Called after every evaluation with (epoch, results), e.g. to report to an Optuna trial; may raise to stop.
+EvalCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
@@ -49,6 +51,32 @@ class TrainResult:
     step: int
     total_steps: int
     interrupted: bool
+    early_stopped: bool = False
+
+
+class EarlyStopping:
+    """Counts evaluations since `metric` last improved; asks to stop after `patience` of them (0 = never)."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.metric, self.patience = metric, patience
+        self.best: float | None = None
+        self.stale = 0
+
+    def update(self, value: float | None) -> bool:
+        """Record one evaluation's value; True when training should stop."""
+        if value is None or not math.isfinite(value):
+            self.stale += 1
+        elif self.best is None or value < self.best:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return self.patience > 0 and self.stale >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.stale = state["best"], state["stale"]
 
 
 class _StopFlag:
@@ -100,6 +128,7 @@ def train(
     overrides: list[str] | None = None,
     preset_name: str | None = None,
     callbacks: tuple[StepCallback, ...] = (),
+    eval_callbacks: tuple[EvalCallback, ...] = (),
 ) -> TrainResult:
     """Train `cfg` in a new run directory, or continue the run at `resume` exactly where it stopped."""
     checkpoint = None
@@ -136,6 +165,8 @@ def train(
 
     step = 0
     best: float | None = None
+    if checkpoint is None and t.init_from:
+        init_weights(method, t.init_from, shape)
     if checkpoint is not None:
         if checkpoint["steps_per_epoch"] != steps_per_epoch:
             raise CheckpointError(f"{run.root} was trained with {checkpoint['steps_per_epoch']} steps per epoch but the "
@@ -153,26 +184,19 @@ def train(
     def state() -> dict:
         return {"step": step, "steps_per_epoch": steps_per_epoch, "config": cfg.to_dict(), "method": method.state_dict(),
                 "rng": rng_state(), "aug_rng": aug_rng.get_state(), "fixed_noise": fixed_noise.cpu(),
-                "data_shape": asdict(shape), "best": best}
+                "data_shape": asdict(shape), "best": best,
+                "early_stop": watch.state_dict()}
 
-    evaluator: dict = {}
-
-    def evaluate_now() -> dict[str, float]:
-        """Score eval.num_samples fresh samples with eval.metrics (extractor built on first use)."""
-        from genlab.evaluation import extractor_for, score_samples  # imports the metrics stack
-        from genlab.generate import generate
-
-        if "extractor" not in evaluator:
-            evaluator["extractor"] = extractor_for(cfg, cfg.eval.extractor, device, cfg.eval.fast)
-        fake = generate(method, cfg.eval.num_samples, seed=cfg.data.seed + 4, batch_size=t.batch_size)
-        return score_samples(cfg, fake, cfg.eval.metrics, extractor=evaluator["extractor"],
-                             real_limit=cfg.eval.real_samples, seed=cfg.data.seed)
+    evaluator = RunEvaluator(cfg, device) if cfg.eval.metrics and cfg.eval.every_epochs else None
+    watch = EarlyStopping(cfg.eval.early_stop_metric or cfg.eval.best_metric, cfg.eval.early_stop_patience)
+    if checkpoint is not None and checkpoint.get("early_stop"):
+        watch.load_state_dict(checkpoint["early_stop"])
 
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
     diagnostics = Diagnostics()
     meter = Meter()
     bar = _progress(total_steps, step, cfg.logging.progress)
-    interrupted = False
+    interrupted = early_stopped = False
     window_start, window_step = time.perf_counter(), step
     try:
         with graceful_interrupts() as stop:
@@ -200,23 +224,63 @@ def train(
                         logger.image("samples", grid, step)
                         logger.log(step, {"sample_saturation": diagnostics.check_saturation(step, images)})
                     epochs_done, within = divmod(step, steps_per_epoch)
-                    if cfg.eval.metrics and cfg.eval.every_epochs and within == 0 and (
+                    if evaluator is not None and within == 0 and (
                         epochs_done % cfg.eval.every_epochs == 0 or step == total_steps
                     ):
-                        results = evaluate_now()
-                        logger.log(step, results, epoch=epochs_done, evaluation=True)
-                        score = results.get(best_key(cfg.eval.best_metric, evaluator["extractor"]))
+                        evaluation = evaluator(method)
+                        results = evaluation.results
+                        extra = {} if evaluation.histogram is None else {"classifier_histogram": evaluation.histogram}
+                        logger.log(step, results, epoch=epochs_done, evaluation=True, **extra)
+                        if evaluation.probs is not None:
+                            logger.histogram("classifier_output", evaluation.probs, step)
+                        score = results.get(best_key(cfg.eval.best_metric, evaluator.extractor))
                         if score is not None and (best is None or score < best):
                             best = score
                             manager.save_as(state(), "best.pt")
                         log.info("Epoch %d: %s", epochs_done, ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
+                        for eval_callback in eval_callbacks:
+                            eval_callback(epochs_done, results)
+                        if watch.update(results.get(best_key(watch.metric, evaluator.extractor))):
+                            early_stopped = True
+                            log.info("Early stopping: %s has not improved for %d evaluations (best %.4g).",
+                                     watch.metric, watch.stale, watch.best)
+                    if cfg.checkpoint.every_epochs and within == 0 and epochs_done % cfg.checkpoint.every_epochs == 0:
+                        manager.save_as(state(), f"epoch_{epochs_done:04d}.pt")
                     if step % cfg.checkpoint.every_steps == 0 and step < total_steps:
                         manager.save(state(), step)
-                    if step >= total_steps or stop.requested:
+                    if step >= total_steps or stop.requested or early_stopped:
                         break
-            interrupted = stop.requested and step < total_steps
+                if early_stopped:
+                    break
+            interrupted = stop.requested and step < total_steps and not early_stopped
             manager.save(state(), step)
     finally:
         bar.close()
         logger.close()
-    return TrainResult(run.root, step, total_steps, interrupted)
+    return TrainResult(run.root, step, total_steps, interrupted, early_stopped)
+
+
+def resolve_init_checkpoint(source: str | Path) -> Path:
+    """training.init_from as a checkpoint file: a .pt path, or a run directory (its checkpoints/last.pt)."""
+    path = Path(source)
+    if path.is_dir():
+        return RunDir.open(path).checkpoints / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"training.init_from={str(source)!r} is neither a checkpoint file nor a run directory. "
+                              "Give a .pt file (e.g. runs/<name>/checkpoints/epoch_0005.pt) or a run directory.")
+    return path
+
+
+def init_weights(method: Method, source: str | Path, shape: DataShape) -> None:
+    """Load another run's method state (networks, EMA, optimisers) as the starting point of this one."""
+    path = resolve_init_checkpoint(source)
+    state = load_checkpoint(path)
+    if DataShape(**state["data_shape"]) != shape:
+        raise CheckpointError(f"training.init_from={path} was trained on {state['data_shape']} images but this run's "
+                              f"data gives {asdict(shape)}; the data settings must match.")
+    try:
+        method.load_state_dict(state["method"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise CheckpointError(f"training.init_from={path} does not fit this run's networks ({err}). Use the same "
+                              "model settings as the run it comes from.") from None
+    log.info("Initialised from %s (step %s of its run)", path, state.get("step"))
