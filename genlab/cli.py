@@ -1,4 +1,4 @@
-"""The `genlab` command line: train, sample, config, prepare."""
+"""The `genlab` command line: train, sample, evaluate, config, prepare, classifier, gasten."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ config_app = typer.Typer(help="Show and list configurations.", no_args_is_help=T
 prepare_app = typer.Typer(help="Fetch or preprocess data sets.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 app.add_typer(prepare_app, name="prepare")
+
+
+def _mount_subapps() -> None:
+    """The GASTeN command groups live in their own modules; mount them under `genlab classifier` / `genlab gasten`."""
+    from genlab.cli_classifier import classifier_app
+    from genlab.cli_gasten import gasten_app
+
+    app.add_typer(classifier_app, name="classifier")
+    app.add_typer(gasten_app, name="gasten")
+
+
+_mount_subapps()
 
 
 def _schema_help() -> str:
@@ -200,6 +212,9 @@ def main() -> None:
     except GenlabError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted. Runs continue with --resume (a search: the same command with --resume).", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
