@@ -1,0 +1,43 @@
+"""Hyper-parameter search on Optuna: seeded TPE studies that resume, share a database and report Pareto fronts."""
+
+from genlab.tune.study import (
+    Objective,
+    counted_trials,
+    default_storage,
+    fail_stale_trials,
+    knee_point,
+    mask_url,
+    open_storage,
+    open_study,
+    optimize,
+    pareto_front,
+    plot_history,
+    plot_pareto,
+    report_intermediate,
+    study_knee,
+    summarize,
+    worker_info,
+    write_summary,
+    write_trials_csv,
+)
+
+__all__ = [
+    "Objective",
+    "counted_trials",
+    "default_storage",
+    "fail_stale_trials",
+    "knee_point",
+    "mask_url",
+    "open_storage",
+    "open_study",
+    "optimize",
+    "pareto_front",
+    "plot_history",
+    "plot_pareto",
+    "report_intermediate",
+    "study_knee",
+    "summarize",
+    "worker_info",
+    "write_summary",
+    "write_trials_csv",
+]
