@@ -110,7 +110,7 @@ def test_two_workers_share_one_study_on_postgresql(postgres_url, tmp_path):
                "--storage", postgres_url, "--study-name", "gasten-step1-shared", "--join", "--n-trials", "2"]
     workers = [
         subprocess.Popen([*command, "--worker-index", str(i), "--study-dir", str(tmp_path / f"worker{i}"),
-                          *TINY, "logging.progress=false", f"output_dir={tmp_path / 'runs'}"],
+                          *TINY, "tune.pruner=none", "logging.progress=false", f"output_dir={tmp_path / 'runs'}"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]

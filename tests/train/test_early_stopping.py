@@ -1,0 +1,70 @@
+"""Early stopping on an evaluated metric, eval callbacks, per-epoch checkpoints and training.init_from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genlab.train.loop as loop
+from genlab.errors import CheckpointError
+from genlab.evaluation import Evaluation
+from genlab.train.checkpoint import load_checkpoint
+from genlab.train.logging import read_jsonl
+from genlab.train.loop import EarlyStopping, train
+
+
+def test_early_stopping_counts_evaluations_without_improvement():
+    watch = EarlyStopping("fid", patience=2)
+    assert [watch.update(v) for v in (3.0, 2.0, 2.5, 2.0)] == [False, False, False, True]
+    assert watch.best == 2.0 and watch.stale == 2
+    never = EarlyStopping("fid", patience=0)
+    assert not any(never.update(v) for v in (1.0, 2.0, 3.0, 4.0))
+    restored = EarlyStopping("fid", 2)
+    restored.load_state_dict(watch.state_dict())
+    assert (restored.best, restored.stale) == (2.0, 2)
+    assert EarlyStopping("acd", 1).update(float("nan")) is True  # a non-finite score never counts as progress
+
+
+class ScriptedEvaluator:
+    """Stands in for RunEvaluator: returns a fixed sequence of scores, one per evaluation."""
+
+    scores = [5.0, 4.0, 4.5, 4.2, 1.0, 1.0]
+
+    def __init__(self, cfg, device, metrics=None) -> None:
+        self.calls = 0
+        self.extractor = None
+
+    def __call__(self, method, seed=None, num_samples=None) -> Evaluation:
+        score = self.scores[self.calls]
+        self.calls += 1
+        return Evaluation({"acd": score}, torch.zeros(1, 1, 16, 16))
+
+
+def test_loop_stops_after_patience_evaluations_and_reports_each(tiny_config, monkeypatch):
+    monkeypatch.setattr(loop, "RunEvaluator", ScriptedEvaluator)
+    seen: list[tuple[int, float]] = []
+    cfg = tiny_config("training.num_epochs=6", "eval.every_epochs=1", "eval.metrics=[acd]", "gasten.classifier=unused",
+                      "eval.best_metric=acd", "eval.early_stop_patience=2", "checkpoint.every_epochs=1", "name=stop")
+    result = train(cfg, eval_callbacks=(lambda epoch, results: seen.append((epoch, results["acd"])),))
+    assert result.early_stopped and not result.interrupted
+    assert seen == [(1, 5.0), (2, 4.0), (3, 4.5), (4, 4.2)]  # epochs 3 and 4 did not beat 4.0
+    assert result.step == 4 * 8 < result.total_steps
+    assert load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["step"] == 16
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").glob("epoch_*.pt")) == [
+        f"epoch_000{i}.pt" for i in range(1, 5)]
+    evaluations = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r.get("evaluation")]
+    assert [r["acd"] for r in evaluations] == [5.0, 4.0, 4.5, 4.2]
+
+
+def test_init_from_loads_the_weights_but_starts_a_fresh_run(tiny_config):
+    first = train(tiny_config("name=first", "training.num_epochs=1"))
+    second = train(tiny_config("name=second", "training.num_epochs=1", "training.max_steps=1",
+                               f"training.init_from={first.run_dir}"))
+    assert second.step == 1
+    start = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")["method"]["generator"]
+    after = load_checkpoint(second.run_dir / "checkpoints" / "last.pt")["method"]["generator"]
+    moved = [name for name in start if start[name].is_floating_point() and not torch.equal(start[name], after[name])]
+    assert moved  # one step of training from the loaded weights ...
+    assert max((start[n] - after[n]).abs().max().item() for n in moved) < 0.05  # ... moves them only a little
+    with pytest.raises(CheckpointError, match="neither a checkpoint file nor a run directory"):
+        train(tiny_config("name=third", "training.init_from=/nonexistent/run"))
