@@ -109,6 +109,7 @@ class Comparison:
     results: dict[str, dict[str, float]]
     probs: dict[str, torch.Tensor] = field(repr=False)
     images: dict[str, torch.Tensor] = field(repr=False)
+    class_names: list[str] | None = None
 
 
 def compare_generators(cfg: Config, checkpoints: dict[str, Path], device: str = "auto",
@@ -126,7 +127,8 @@ def compare_generators(cfg: Config, checkpoints: dict[str, Path], device: str = 
         evaluation = evaluator(loaded.method, num_samples=num_samples)
         results[label], probs[label], images[label] = evaluation.results, evaluation.probs, evaluation.images
     labels = tuple(checkpoints)
-    return Comparison((labels[0], labels[-1]), results, probs, images)
+    names = getattr(evaluator.classifier, "metadata", {}).get("class_names")
+    return Comparison((labels[0], labels[-1]), results, probs, images, names)
 
 
 @dataclass
@@ -162,7 +164,10 @@ def write_report(run_root: Path, cfg: Config, comparison: Comparison) -> dict[st
     }
     plot_output_histograms({label: comparison.probs[label] for label in comparison.results}, files["histogram"],
                            bins=cfg.eval.histogram_bins)
-    ambiguous_grid(comparison.images[after], comparison.probs[after], files["ambiguous"], n=cfg.gasten.grid_images)
+    names = comparison.class_names
+    pair = (names[1], names[0]) if names and len(names) == 2 else None  # C gives P(label 1), the first class
+    ambiguous_grid(comparison.images[after], comparison.probs[after], files["ambiguous"], n=cfg.gasten.grid_images,
+                   class_names=pair)
     from genlab.metrics.classifier import output_histogram
 
     payload = {
