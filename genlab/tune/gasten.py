@@ -28,7 +28,7 @@ def metric_value(results: dict[str, float], name: str) -> float | None:
     return results.get(result_key(name, name.split("_")[0], "_domain"))
 
 
-def trial_overrides(cfg: Config, study_dir: Path, number: int) -> dict:
+def trial_raw_config(cfg: Config, study_dir: Path, number: int) -> dict:
     """A trial's run: named after the trial, inside the study directory, quiet."""
     raw = cfg.to_dict()
     raw["name"] = f"trial_{number:04d}"
@@ -65,7 +65,7 @@ class Step1Objective:
         from genlab.tune.study import report_intermediate
 
         params = suggest_step1(trial, self.cfg)
-        raw = trial_overrides(self.cfg, self.study_dir, trial.number)
+        raw = trial_raw_config(self.cfg, self.study_dir, trial.number)
         raw["training"].update({k: params[k] for k in ("lr_g", "lr_d", "beta1", "beta2")})
         raw["model"].update({k: params[k] for k in ("num_blocks", "generator_base_channels",
                                                     "discriminator_base_channels")})
