@@ -40,6 +40,11 @@ def real_batches(dataset: ImageDataset, limit: int | None = None, batch_size: in
         yield images
 
 
+def dataset_batches(cfg: DataConfig, limit: int | None = None, batch_size: int = 64) -> Iterator[torch.Tensor]:
+    """Like `real_batches`, but the data set is only built once iterated, so a statistics-cache hit reads no data."""
+    yield from real_batches(build_dataset(cfg), limit, batch_size, cfg.num_workers)
+
+
 def parse_real(spec: str, data: DataConfig | None = None) -> tuple[object, str | None]:
     """`--real` as a folder / .npz path, or `DATASET[:SPLIT]` (sized like `data`, else natively)."""
     path = Path(spec)
@@ -87,7 +92,7 @@ def score_samples(cfg: Config, fake: torch.Tensor, metrics: Sequence[str], *, ex
     split = split or cfg.eval.real_split
     data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
     key = dataset_key(data_cfg, split, real_limit)
-    real = real_batches(build_dataset(data_cfg), real_limit, batch_size, cfg.data.num_workers)
+    real = dataset_batches(data_cfg, real_limit, batch_size)
     return evaluate(fake, real, metrics, extractor=extractor, real_cache_key=key, seed=seed, batch_size=batch_size)
 
 
@@ -131,7 +136,7 @@ class RunEvaluator:
         self.image_metrics = [m for m in names if m not in CLASSIFIER_METRICS]
         self.classifier_metrics = [m for m in names if m in CLASSIFIER_METRICS]
         self._extractor: object | None = None
-        self._classifier: torch.nn.Module | None = None
+        self._classifier: object | None = None
 
     @property
     def extractor(self) -> object | None:
@@ -141,17 +146,23 @@ class RunEvaluator:
         return self._extractor
 
     @property
-    def classifier(self) -> torch.nn.Module:
-        """The binary classifier of eval.classifier / gasten.classifier."""
+    def classifier_extractor(self) -> object:
+        """The binary classifier of eval.classifier / gasten.classifier, wrapped once as a feature extractor."""
         if self._classifier is None:
+            from genlab.metrics.classifier import ClassifierExtractor
             from genlab.models.classifiers import load_classifier
 
             source = classifier_source(self.cfg)
             if source is None:
                 raise GenlabError("The metrics acd, focd and hubris need a binary classifier: set eval.classifier "
                                   "(or gasten.classifier) to a run from `genlab classifier train`.")
-            self._classifier = load_classifier(source, device=self.device)
+            self._classifier = ClassifierExtractor(load_classifier(source, device=self.device), device=self.device)
         return self._classifier
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        """The binary classifier itself."""
+        return self.classifier_extractor.classifier
 
     def __call__(self, method: object, seed: int | None = None, num_samples: int | None = None) -> Evaluation:
         """Generate eval.num_samples images from fixed noise and score them."""
@@ -170,11 +181,9 @@ class RunEvaluator:
 
             split = cfg.eval.real_split
             data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
-            real = None
-            if "focd" in self.classifier_metrics:
-                real = real_batches(build_dataset(data_cfg), cfg.eval.real_samples, cfg.training.batch_size)
+            real = dataset_batches(data_cfg, cfg.eval.real_samples, cfg.training.batch_size)
             values, probs, histogram = classifier_metrics(
-                fake, self.classifier, self.classifier_metrics, real=real, bins=cfg.eval.histogram_bins,
+                fake, self.classifier_extractor, self.classifier_metrics, real=real, bins=cfg.eval.histogram_bins,
                 real_cache_key="classifier-" + dataset_key(data_cfg, split, cfg.eval.real_samples),
                 batch_size=cfg.training.batch_size)
             results.update(values)

@@ -53,7 +53,7 @@ def step1_checkpoint(step1_run: str | Path, epoch: int | str = "best") -> Path:
         return folder / "last.pt"
     path = folder / f"epoch_{int(epoch):04d}.pt"
     if not path.is_file():
-        have = sorted(int(m.group(1)) for p in folder.glob("epoch_*.pt") if (m := re.search(r"epoch_(\d+)", p.name)))
+        have = saved_epochs(step1_run)
         raise CheckpointError(f"{step1_run} has no checkpoint for epoch {epoch}. Saved epochs: "
                               f"{', '.join(map(str, have)) or 'none'} (step 1 keeps one per epoch with "
                               "checkpoint.every_epochs=1); or use best / last.")

@@ -361,6 +361,5 @@ def evaluate_classifier(
     cfg = ClassifierTrainConfig(data=data, classes=classes, root=root, image_size=clf.image_size,
                                 channels=clf.channels, max_samples=max_samples)
     _, images, labels = _dataset_tensors(cfg, split, max_samples)
-    probs = predict_proba(clf, images, batch_size)
-    accuracy = ((probs >= 0.5).long() == labels).float().mean().item()
+    accuracy = _loss_and_accuracy(clf, images, labels, batch_size)[1]
     return ClassifierEvaluation(accuracy, len(images), data, classes, split)
