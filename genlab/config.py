@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -233,7 +233,11 @@ class EvalConfig(Section):
         "or comma-separated list (an ensemble). Null uses gasten.classifier.",
     )
     histogram_bins: int = Field(20, ge=2, description="Bins of the classifier-output histogram logged with acd.")
-    fast: bool = Field(False, description="Reduced-precision feature extraction (bf16 on CPU, fp16 on CUDA).")
+    fast: Union[bool, Literal["auto", "bf16", "fp16", "int8"]] = Field(
+        False,
+        description="Faster, reduced-precision feature extraction: true/auto picks fp16 on CUDA, bf16 on CPUs with "
+        "AMX, int8 on other CPUs with VNNI (Inception only); or name bf16, fp16, int8. Deviation: docs/metrics.md.",
+    )
 
 
 class LoggingConfig(Section):

@@ -60,7 +60,7 @@ def parse_real(spec: str, data: DataConfig | None = None) -> tuple[object, str |
     return real_batches(dataset), dataset_key(cfg, cfg.split, None)
 
 
-def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool = False, download: bool = False):
+def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool | str = False, download: bool = False):
     """The feature extractor: Inception, or the data set's own classifier (trained once and cached)."""
     from genlab.metrics import build_extractor, train_domain_classifier
 

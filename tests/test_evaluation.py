@@ -33,11 +33,12 @@ def test_training_evaluates_each_epoch_and_keeps_best(tiny_config):
 def test_evaluate_command_on_a_run_appends_results(tiny_config):
     result = train(tiny_config("name=cli-eval", "training.max_steps=8", "data.num_samples=128"))
     out = CliRunner().invoke(app, ["evaluate", str(result.run_dir), "--metrics", "fid,kid", "--n", "64",
-                                   "--extractor", "domain"])
+                                   "--extractor", "domain", "--fast"])
     assert out.exit_code == 0, out.output
     assert "fid_domain" in out.output and "kid_domain_mean" in out.output
     record = read_jsonl(result.run_dir / "metrics.jsonl")[-1]
     assert record["evaluation"] and record["samples"] == 64 and record["step"] == 8
+    assert record["precision"] == "bf16"  # the domain classifier has no int8 path: fast means bf16 on a CPU
 
 
 def test_unknown_eval_metric_is_a_config_error():

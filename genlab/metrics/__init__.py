@@ -51,7 +51,7 @@ __all__ = [
 
 def build_extractor(
     name: str, *, weights: str | Path | DomainClassifier | None = None, download: bool = False,
-    device: str | torch.device | None = None, fast: bool = False,
+    device: str | torch.device | None = None, fast: bool | str = False,
 ) -> FeatureExtractor:
     """The registered feature extractor `name` ("inception" or "domain") with its weights resolved."""
     return FEATURE_EXTRACTORS.get(name)(weights=weights, download=download, device=device, fast=fast)
@@ -67,7 +67,7 @@ def result_key(key: str, metric: str, suffix: str) -> str:
 def evaluate(
     fake: ImageSource, real: ImageSource | None, metrics: Sequence[str] | str = ("fid",), *,
     extractor: str | FeatureExtractor = "inception", batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str | torch.device | None = None, fast: bool = False, real_cache_key: str | None = None,
+    device: str | torch.device | None = None, fast: bool | str = False, real_cache_key: str | None = None,
     weights: str | Path | DomainClassifier | None = None, download: bool = False, num_workers: int = 0,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -76,8 +76,8 @@ def evaluate(
     `fake`/`real`: a tensor (float [-1, 1] or uint8), an iterable of batches or (images, labels), a folder,
     or an .npz. With `real_cache_key`, real statistics are cached (and `real` may be None once cached).
     `weights`: Inception weights path (else resolved offline; `download=True` allows pytorch-fid's file) or,
-    for extractor="domain", the classifier's cache key. `fast`: reduced-precision inference. `seed` drives
-    KID's subsets and IS's shuffle. IS without a logit head is skipped with a warning saying how to get one.
+    for extractor="domain", the classifier's cache key. `fast`: reduced precision, True/"auto", "bf16", "fp16"
+    or "int8" (see `resolve_precision`). `seed` drives KID's subsets and IS's shuffle. IS without a logit head is skipped with a warning saying how to get one.
     """
     names = (metrics,) if isinstance(metrics, str) else tuple(dict.fromkeys(metrics))
     chosen = [METRICS.get(name) for name in names]

@@ -193,7 +193,7 @@ class DomainClassifierExtractor(ClassifierFeatureExtractor):
 @FEATURE_EXTRACTORS.register("domain")
 def build_domain_extractor(
     weights: str | Path | DomainClassifier | None = None, download: bool = False,
-    device: str | torch.device | None = None, fast: bool = False,
+    device: str | torch.device | None = None, fast: bool | str = False,
 ) -> DomainClassifierExtractor:
     """The domain extractor for a classifier object, file, or cache key (`download` does not apply)."""
     if weights is None:

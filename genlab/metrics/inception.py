@@ -13,10 +13,11 @@ import copy
 from pathlib import Path
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.metrics.extractor_base import FeatureExtractor
+from genlab.metrics.extractor_base import FastMode, FeatureExtractor, cpu_has_int8_convolutions
 from genlab.metrics.inception_weights import InceptionWeights, resolve_inception_weights
 from genlab.metrics.registry import FEATURE_EXTRACTORS
 
@@ -25,9 +26,22 @@ POOL3_DIM = 2048
 NUM_LOGITS = 1008
 
 
+def fid_preprocess(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> [0, 1] -> bilinear 299×299 -> [-1, 1], bit for bit as pytorch-fid; gray becomes RGB; channels-last."""
+    x = images.contiguous().float() / 255
+    x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    x = 2 * x - 1
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def tf_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """3×3 average pool, stride 1, that (like TensorFlow) averages over real pixels only at the borders."""
     return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+torch.fx.wrap("tf_avg_pool")  # one node in traced graphs, which the int8 conversion swaps for its uint8 version
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -168,7 +182,7 @@ class InceptionE(nn.Module):
 
 
 class FIDInceptionV3(nn.Module):
-    """Input N×3×299×299 in [-1, 1] -> pool3 features N×2048; `logits` adds TF's 1008-way softmax head."""
+    """Input N×3×299×299 in [-1, 1] -> pool3 features N×2048; `fc` holds TF's 1008-way softmax head."""
 
     def __init__(self, with_logits: bool = True) -> None:
         super().__init__()
@@ -200,12 +214,6 @@ class FIDInceptionV3(nn.Module):
                       self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
             x = block(x)
         return x.mean(dim=(2, 3))
-
-    def logits(self, pool3: torch.Tensor) -> torch.Tensor:
-        """The 1008 class logits without the bias, as the original IS code and torch-fidelity compute them."""
-        if self.fc is None:
-            raise ValueError("this network was built without the logit head")
-        return pool3 @ self.fc.weight.T
 
 
 class FusedConvReLU(nn.Module):
@@ -257,19 +265,40 @@ def build_fid_inception(weights: InceptionWeights) -> FIDInceptionV3:
 
 
 class InceptionExtractor(FeatureExtractor):
-    """pool3 features (and 1008 logits when available) of the FID Inception network, pytorch-fid's preprocessing."""
+    """pool3 features (and 1008 logits when available) of the FID Inception network, pytorch-fid's preprocessing.
+
+    Exact mode runs the fused float32 network; fast mode autocasts it (bf16/fp16) or, on CPUs where that
+    does not pay, runs the int8 network of `inception_int8`.
+    """
 
     name = "inception"
     feature_dim = POOL3_DIM
 
-    def __init__(
-        self, weights: InceptionWeights, device: str | torch.device | None = None, fast: bool = False
-    ) -> None:
+    def __init__(self, weights: InceptionWeights, device: str | torch.device | None = None,
+                 fast: FastMode = False) -> None:
         super().__init__(device, fast)
         self.weights = weights
-        prepack = self.device.type == "cpu" and not fast and can_prepack_for_cpu()
+        prepack = self.device.type == "cpu" and self.precision == "exact" and can_prepack_for_cpu()
         network = build_fid_inception(weights).to(self.device, memory_format=torch.channels_last)
-        self.network = fuse_for_inference(network, prepack_for_cpu=prepack)
+        fused = fuse_for_inference(network, prepack_for_cpu=prepack)
+        self.logit_head = fused.fc
+        if self.precision == "int8":
+            from genlab.metrics.inception_int8 import build_int8_inception
+
+            self.network: nn.Module = build_int8_inception(fused, weights.sha256)
+        else:
+            self.network = fused
+
+    def int8_capable(self) -> bool:
+        return self.device.type == "cpu" and cpu_has_int8_convolutions()
+
+    @property
+    def precision_tag(self) -> str:
+        if self.precision != "int8":
+            return self.precision
+        from genlab.metrics.inception_int8 import CALIBRATION_VERSION
+
+        return f"int8v{CALIBRATION_VERSION}"
 
     @property
     def has_logits(self) -> bool:
@@ -280,26 +309,23 @@ class InceptionExtractor(FeatureExtractor):
         return self.weights.sha256
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 -> [0, 1] -> bilinear 299×299 -> [-1, 1], bit for bit as pytorch-fid; gray becomes RGB."""
-        x = images.to(self.device).contiguous().float() / 255
-        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return x.contiguous(memory_format=torch.channels_last)
+        return fid_preprocess(images.to(self.device))
 
     def network_forward(self, inputs: torch.Tensor, want_logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         pool3 = self.network(inputs)
         if not want_logits:
             return pool3, None
+        if self.logit_head is None:
+            raise ValueError("this network was built without the logit head")
         with torch.autocast(self.device.type, enabled=False):
-            return pool3, self.network.logits(pool3.float())
+            # The 1008 logits without the bias, as the original IS code and torch-fidelity compute them.
+            return pool3, pool3.float() @ self.logit_head.weight.T
 
 
 @FEATURE_EXTRACTORS.register("inception")
 def build_inception_extractor(
     weights: str | Path | None = None, download: bool = False,
-    device: str | torch.device | None = None, fast: bool = False,
+    device: str | torch.device | None = None, fast: FastMode = False,
 ) -> InceptionExtractor:
     """The FID Inception extractor with weights resolved as `resolve_inception_weights` explains."""
     return InceptionExtractor(resolve_inception_weights(weights, download=download), device=device, fast=fast)

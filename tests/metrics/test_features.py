@@ -109,7 +109,7 @@ def test_rebatch_regroups_exactly():
     torch.testing.assert_close(torch.cat(list(rebatch(parts, 4))), torch.cat(parts))
 
 
-@pytest.mark.filterwarnings("ignore:fast=True on a CPU without AMX")
+@pytest.mark.filterwarnings("ignore:fast=bf16 on a CPU without AMX")
 def test_real_statistics_are_cached_per_key_and_extractor(isolated_cache: Path):
     images = synthetic_images(20, seed=3, smooth=True, size=12)
     calls = []
@@ -154,4 +154,4 @@ def test_fast_mode_on_a_cpu_without_amx_says_exact_is_faster(monkeypatch: pytest
     monkeypatch.setattr(extractor_base, "cpu_has_bfloat16_matrix_units", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert MeanPoolExtractor(fast=True).identity.endswith("-fast")
+        assert MeanPoolExtractor(fast=True).identity.endswith("-bf16")

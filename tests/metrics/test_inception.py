@@ -178,11 +178,16 @@ def test_inception_score_is_skipped_with_pool3_only_weights(inception_extractor)
         assert evaluate(fake, None, ("is",), extractor=inception_extractor) == {}
 
 
-@pytest.mark.filterwarnings("ignore:fast=True on a CPU without AMX")
-def test_fast_mode_stays_close(inception_weights, inception_extractor):
+@pytest.mark.filterwarnings("ignore:fast=bf16 on a CPU without AMX")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_fast_modes_stay_close(inception_weights, inception_extractor, precision):
+    """bf16 is the CPU-with-AMX path; fp16 is the CUDA one, run here on the CPU to test its code path."""
     images = torch.randint(0, 256, (2, 3, 32, 32), generator=torch.Generator().manual_seed(4), dtype=torch.uint8)
     exact, _ = inception_extractor.extract(images)
-    fast, _ = InceptionExtractor(inception_weights, device="cpu", fast=True).extract(images)
+    extractor = InceptionExtractor(inception_weights, device="cpu", fast=precision)
+    assert extractor.precision == precision and extractor.identity.endswith(f"-{precision}")
+    fast, _ = extractor.extract(images)
+    assert fast.dtype == torch.float32
     assert F.cosine_similarity(exact, fast).min() > 0.99
 
 
