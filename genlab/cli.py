@@ -103,7 +103,9 @@ def evaluate(
     fast_precision: Optional[str] = typer.Option(
         None, "--fast-precision", help="Force the fast path: bf16, fp16 or int8 (implies --fast)."
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Feature-extraction batch size."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Feature-extraction batch (default 256 on CUDA, 64 else; halved on OOM)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Noise seed for sampling; also seeds KID subsets."),
     download: bool = typer.Option(False, "--download", help="Allow downloading Inception weights if none are local."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),

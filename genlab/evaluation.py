@@ -85,14 +85,15 @@ def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool | str
 
 def score_samples(cfg: Config, fake: torch.Tensor, metrics: Sequence[str], *, extractor: object,
                   split: str | None = None, real_limit: int | None = None, seed: int = 0,
-                  batch_size: int = 64) -> dict[str, float]:
+                  batch_size: int | None = None) -> dict[str, float]:
     """Metrics of `fake` against the config's real data (real statistics cached per data set)."""
     from genlab.metrics import evaluate
+    from genlab.metrics.features import DEFAULT_BATCH_SIZE
 
     split = split or cfg.eval.real_split
     data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
     key = dataset_key(data_cfg, split, real_limit)
-    real = dataset_batches(data_cfg, real_limit, batch_size)
+    real = dataset_batches(data_cfg, real_limit, batch_size or DEFAULT_BATCH_SIZE)
     return evaluate(fake, real, metrics, extractor=extractor, real_cache_key=key, seed=seed, batch_size=batch_size)
 
 

@@ -25,7 +25,6 @@ from genlab.metrics.domain import (
 )
 from genlab.metrics.extractor_base import FeatureExtractor
 from genlab.metrics.features import (
-    DEFAULT_BATCH_SIZE,
     FeatureSet,
     ImageSource,
     RealStats,
@@ -66,7 +65,7 @@ def result_key(key: str, metric: str, suffix: str) -> str:
 
 def evaluate(
     fake: ImageSource, real: ImageSource | None, metrics: Sequence[str] | str = ("fid",), *,
-    extractor: str | FeatureExtractor = "inception", batch_size: int = DEFAULT_BATCH_SIZE,
+    extractor: str | FeatureExtractor = "inception", batch_size: int | None = None,
     device: str | torch.device | None = None, fast: bool | str = False, real_cache_key: str | None = None,
     weights: str | Path | DomainClassifier | None = None, download: bool = False, num_workers: int = 0,
     seed: int = 0,
@@ -77,7 +76,8 @@ def evaluate(
     or an .npz. With `real_cache_key`, real statistics are cached (and `real` may be None once cached).
     `weights`: Inception weights path (else resolved offline; `download=True` allows pytorch-fid's file) or,
     for extractor="domain", the classifier's cache key. `fast`: reduced precision, True/"auto", "bf16", "fp16"
-    or "int8" (see `resolve_precision`). `seed` drives KID's subsets and IS's shuffle. IS without a logit head is skipped with a warning saying how to get one.
+    or "int8" (see `resolve_precision`). `batch_size`: images per forward pass, by default 256 on CUDA and
+    64 elsewhere, halved after an out-of-memory error. `seed` drives KID's subsets and IS's shuffle. IS without a logit head is skipped with a warning saying how to get one.
     """
     names = (metrics,) if isinstance(metrics, str) else tuple(dict.fromkeys(metrics))
     chosen = [METRICS.get(name) for name in names]
@@ -107,7 +107,7 @@ def evaluate(
 
 def _real_statistics(
     real: ImageSource | None, extractor: FeatureExtractor, *, keep_features: bool, cache_key: str | None,
-    batch_size: int, num_workers: int, metric_names: list[str],
+    batch_size: int | None, num_workers: int, metric_names: list[str],
 ) -> RealStats:
     """Real statistics from the cache (when keyed) or from `real`."""
 

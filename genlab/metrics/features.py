@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ImageSource = Union[torch.Tensor, np.ndarray, str, Path, Iterable[Any]]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_BATCH_SIZE = 64
+CUDA_BATCH_SIZE = 256
 STATS_FORMAT = 1
 
 
@@ -241,23 +242,62 @@ class ImageStream:
         return torch.stack(images)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """The extraction batch to start from: large on CUDA (halved on out-of-memory), 64 elsewhere."""
+    return CUDA_BATCH_SIZE if device.type == "cuda" else DEFAULT_BATCH_SIZE
+
+
+class _FittingBatches:
+    """Runs an extractor on batches, halving the chunk size for good after an out-of-memory error.
+
+    Features do not depend on the batch size (tested), so backing off changes speed, not results.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, want_logits: bool) -> None:
+        self.extractor = extractor
+        self.want_logits = want_logits
+        self.limit: int | None = None
+
+    def __call__(self, batch: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        start = 0
+        while start < len(batch):
+            size = min(self.limit or len(batch), len(batch) - start)
+            try:
+                result = self.extractor.extract(batch[start : start + size], want_logits=self.want_logits)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                self.limit = size // 2
+                if self.extractor.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                log.warning("Out of memory extracting %d images at once; continuing with %d.", size, self.limit)
+                continue
+            start += size
+            yield result
+
+
 def extract_features(
-    source: ImageSource, extractor: FeatureExtractor, *, batch_size: int = DEFAULT_BATCH_SIZE,
+    source: ImageSource, extractor: FeatureExtractor, *, batch_size: int | None = None,
     num_workers: int = 0, want_logits: bool = False, progress: bool | None = None,
 ) -> FeatureSet:
-    """Features (and logits) of every image in `source`; a progress bar when more than two batches are expected."""
+    """Features (and logits) of every image in `source`; a progress bar when more than two batches are expected.
+
+    `batch_size` None starts from `default_batch_size`; any size is halved after an out-of-memory error.
+    """
+    batch_size = batch_size or default_batch_size(extractor.device)
     stream = ImageStream(source, batch_size=batch_size, num_workers=num_workers)
     show = progress if progress is not None else (stream.total is None or stream.total > 2 * batch_size)
+    run = _FittingBatches(extractor, want_logits)
     features: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
     with tqdm(total=stream.total, unit="img", desc=f"{extractor.name} features", disable=not show,
               leave=False, dynamic_ncols=True) as bar:
         for batch in stream:
-            batch_features, batch_logits = extractor.extract(batch, want_logits=want_logits)
-            features.append(batch_features)
-            if batch_logits is not None:
-                logits.append(batch_logits)
-            bar.update(len(batch))
+            for batch_features, batch_logits in run(batch):
+                features.append(batch_features)
+                if batch_logits is not None:
+                    logits.append(batch_logits)
+                bar.update(len(batch_features))
     if not features:
         raise DataError(f"No images could be read from {stream.where}; the metrics need at least two.")
     return FeatureSet(torch.cat(features), torch.cat(logits) if want_logits else None)

@@ -103,6 +103,39 @@ def test_bad_paths_are_explained(tmp_path: Path, meanpool):
         features_of(tmp_path, meanpool)
 
 
+class SmallMemoryExtractor(MeanPoolExtractor):
+    """Runs out of memory on more than 3 images at once, like a GPU too small for the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def extract(self, images, want_logits=False):
+        self.sizes.append(len(images))
+        if len(images) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().extract(images, want_logits)
+
+
+def test_extraction_halves_the_batch_after_out_of_memory_and_gives_the_same_features(caplog):
+    images = synthetic_images(25, seed=5, smooth=True, size=12)
+    expected = extract_features(images, MeanPoolExtractor(), batch_size=25, progress=False)
+    small = SmallMemoryExtractor()
+    with caplog.at_level("WARNING"):
+        result = extract_features(images, small, batch_size=10, want_logits=True, progress=False)
+    torch.testing.assert_close(result.features, expected.features, rtol=0, atol=0)
+    assert result.logits.shape == (25, 10)
+    assert small.sizes[:3] == [10, 5, 2] and max(small.sizes[3:]) == 2  # backed off once, for good
+    assert "Out of memory extracting 10 images at once; continuing with 5" in caplog.text
+
+
+def test_default_batch_size_is_larger_on_cuda():
+    from genlab.metrics.features import CUDA_BATCH_SIZE, DEFAULT_BATCH_SIZE, default_batch_size
+
+    assert default_batch_size(torch.device("cuda")) == CUDA_BATCH_SIZE > DEFAULT_BATCH_SIZE
+    assert default_batch_size(torch.device("cpu")) == DEFAULT_BATCH_SIZE
+
+
 def test_rebatch_regroups_exactly():
     parts = [torch.arange(n) for n in (3, 1, 7, 2)]
     assert [len(b) for b in rebatch(parts, 4)] == [4, 4, 4, 1]
