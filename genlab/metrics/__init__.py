@@ -77,7 +77,8 @@ def evaluate(
     `weights`: Inception weights path (else resolved offline; `download=True` allows pytorch-fid's file) or,
     for extractor="domain", the classifier's cache key. `fast`: reduced precision, True/"auto", "bf16", "fp16"
     or "int8" (see `resolve_precision`). `batch_size`: images per forward pass, by default 256 on CUDA and
-    64 elsewhere, halved after an out-of-memory error. `seed` drives KID's subsets and IS's shuffle. IS without a logit head is skipped with a warning saying how to get one.
+    64 elsewhere, halved after an out-of-memory error. `seed` drives KID's subsets and IS's shuffle. IS
+    without a logit head is skipped with a warning saying how to get one.
     """
     names = (metrics,) if isinstance(metrics, str) else tuple(dict.fromkeys(metrics))
     chosen = [METRICS.get(name) for name in names]
