@@ -300,7 +300,6 @@ def quantize_network(graph_module: torch.fx.GraphModule,
             raise ValueError(f"int8 conversion does not handle the graph node {node.format_node()}")
     graph_module.graph.lint()
     graph_module.recompile()
-    graph_module.activation_scales = {node.name: scale for node, scale in node_scale.items()}
     return graph_module
 
 
