@@ -74,13 +74,17 @@ class FeatureExtractor(ABC):
     def __init__(self, device: str | torch.device | None = None, fast: FastMode = False) -> None:
         self.device = select_device("auto") if device is None else torch.device(device)
         self.precision = resolve_precision(fast, self.device, self.int8_capable())
-        self.fast = self.precision != "exact"
         if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bfloat16_matrix_units():
             warnings.warn(
                 "fast=bf16 on a CPU without AMX: bfloat16 convolutions run no faster here than genlab's exact "
                 "float32 path (and move FID by ~1%), so fast=False is both faster and exact on this machine.",
                 stacklevel=3,
             )
+
+    @property
+    def fast(self) -> bool:
+        """Whether a reduced-precision path runs."""
+        return self.precision != "exact"
 
     def int8_capable(self) -> bool:
         """Whether this extractor has an int8 path on its device (only the Inception network, on CPU)."""

@@ -102,11 +102,6 @@ class _Calibration(torch.fx.Interpreter):
         super().__init__(graph_module)
         self.maxima: dict[str, torch.Tensor] = {}
         self.input_sums: dict[str, torch.Tensor] = {}
-        self.batches = 0
-
-    def run(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 (fx's signature)
-        self.batches += 1
-        return super().run(*args, **kwargs)
 
     def call_module(self, target, args, kwargs):  # noqa: ANN001, ANN201 (fx's signature)
         output = super().call_module(target, args, kwargs)
@@ -124,11 +119,12 @@ def calibrate(graph_module: torch.fx.GraphModule, batches: Iterable[torch.Tensor
     `batches` are network inputs (float, [-1, 1]) of equal size.
     """
     interpreter = _Calibration(graph_module)
+    batches = list(batches)
     with torch.inference_mode():
         for batch in batches:
             interpreter.run(batch)
     return {
-        name: {"scale": output_scale(maxima), "input_mean": interpreter.input_sums[name] / interpreter.batches}
+        name: {"scale": output_scale(maxima), "input_mean": interpreter.input_sums[name] / len(batches)}
         for name, maxima in interpreter.maxima.items()
     }
 
