@@ -32,6 +32,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check genlab tests benchmarks
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python benchmarks/train_throughput.py

@@ -18,6 +18,12 @@ from genlab.config import Config, DataConfig
 from genlab.data import ImageDataset, build_dataset
 from genlab.data.base import InMemoryImageDataset, Uint8View
 from genlab.errors import DataError, GenlabError
+from genlab.generate import generate
+from genlab.methods import Method, SampleOptions
+from genlab.metrics import build_extractor, evaluate, result_key, train_domain_classifier
+from genlab.metrics.classifier import CLASSIFIER_METRICS, ClassifierExtractor, classifier_metrics
+from genlab.metrics.features import DEFAULT_BATCH_SIZE
+from genlab.models.classifiers import load_classifier
 
 
 def dataset_key(cfg: DataConfig, split: str, limit: int | None) -> str:
@@ -62,8 +68,6 @@ def parse_real(spec: str, data: DataConfig | None = None) -> tuple[object, str |
 
 def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool | str = False, download: bool = False):
     """The feature extractor: Inception, or the data set's own classifier (trained once and cached)."""
-    from genlab.metrics import build_extractor, train_domain_classifier
-
     if name != "domain":
         return build_extractor(name, download=download, device=device, fast=fast)
     train_cfg = cfg.data.model_copy(update={"split": "train", "max_samples": None})
@@ -87,9 +91,6 @@ def score_samples(cfg: Config, fake: torch.Tensor, metrics: Sequence[str], *, ex
                   split: str | None = None, real_limit: int | None = None, seed: int = 0,
                   batch_size: int | None = None) -> dict[str, float]:
     """Metrics of `fake` against the config's real data (real statistics cached per data set)."""
-    from genlab.metrics import evaluate
-    from genlab.metrics.features import DEFAULT_BATCH_SIZE
-
     split = split or cfg.eval.real_split
     data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
     key = dataset_key(data_cfg, split, real_limit)
@@ -99,9 +100,6 @@ def score_samples(cfg: Config, fake: torch.Tensor, metrics: Sequence[str], *, ex
 
 def best_key(name: str, extractor: object) -> str:
     """The results key of `eval.best_metric` for this extractor (fid -> fid_domain with the domain classifier)."""
-    from genlab.metrics import result_key
-    from genlab.metrics.classifier import CLASSIFIER_METRICS
-
     if name in CLASSIFIER_METRICS or extractor is None:
         return name
     return result_key(name, name.split("_")[0], getattr(extractor, "metric_suffix", ""))
@@ -130,8 +128,6 @@ class RunEvaluator:
     """
 
     def __init__(self, cfg: Config, device: torch.device, metrics: Sequence[str] | None = None) -> None:
-        from genlab.metrics.classifier import CLASSIFIER_METRICS
-
         self.cfg, self.device = cfg, device
         names = list(cfg.eval.metrics if metrics is None else metrics)
         self.image_metrics = [m for m in names if m not in CLASSIFIER_METRICS]
@@ -150,9 +146,6 @@ class RunEvaluator:
     def classifier_extractor(self) -> object:
         """The binary classifier of eval.classifier / gasten.classifier, wrapped once as a feature extractor."""
         if self._classifier is None:
-            from genlab.metrics.classifier import ClassifierExtractor
-            from genlab.models.classifiers import load_classifier
-
             source = classifier_source(self.cfg)
             if source is None:
                 raise GenlabError("The metrics acd, focd and hubris need a binary classifier: set eval.classifier "
@@ -165,21 +158,19 @@ class RunEvaluator:
         """The binary classifier itself."""
         return self.classifier_extractor.classifier
 
-    def __call__(self, method: object, seed: int | None = None, num_samples: int | None = None) -> Evaluation:
-        """Generate eval.num_samples images from fixed noise and score them."""
-        from genlab.generate import generate
-
+    def __call__(self, method: Method, seed: int | None = None, num_samples: int | None = None,
+                 options: SampleOptions | None = None) -> Evaluation:
+        """Generate eval.num_samples images from fixed noise (with the sampler `options`) and score them."""
         cfg = self.cfg
         seed = cfg.data.seed + 4 if seed is None else seed
-        fake = generate(method, num_samples or cfg.eval.num_samples, seed=seed, batch_size=cfg.training.batch_size)
+        fake = generate(method, num_samples or cfg.eval.num_samples, seed=seed, batch_size=cfg.training.batch_size,
+                        options=options)
         results: dict[str, float] = {}
         if self.image_metrics:
             results.update(score_samples(cfg, fake, self.image_metrics, extractor=self.extractor,
                                          real_limit=cfg.eval.real_samples, seed=cfg.data.seed))
         evaluation = Evaluation(results, fake)
         if self.classifier_metrics:
-            from genlab.metrics.classifier import classifier_metrics
-
             split = cfg.eval.real_split
             data_cfg = cfg.data.model_copy(update={"split": split, "max_samples": None})
             real = dataset_batches(data_cfg, cfg.eval.real_samples, cfg.training.batch_size)

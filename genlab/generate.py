@@ -12,11 +12,11 @@ from PIL import Image
 from genlab.config import Config, validate
 from genlab.data import to_uint8
 from genlab.errors import CheckpointError, GenlabError
-from genlab.methods import METHODS, Method
+from genlab.images import save_grid
+from genlab.methods import Method, SampleOptions, build_method
 from genlab.models import DataShape
-from genlab.train.checkpoint import load_checkpoint
-from genlab.train.loop import save_grid
-from genlab.train.rundir import RunDir
+from genlab.runs.checkpoint import load_checkpoint
+from genlab.runs.rundir import RunDir
 from genlab.utils import select_device
 
 
@@ -48,34 +48,20 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str = "auto"
     state = load_checkpoint(checkpoint_path(run_dir, checkpoint))
     cfg = validate(state["config"], f"config stored in {run_dir}")
     shape = DataShape(**state["data_shape"])
-    method = METHODS.get(cfg.model.family)(cfg, shape, select_device(device))
+    method = build_method(cfg, shape, select_device(device))
     method.load_state_dict(state["method"])
     return LoadedRun(cfg, method, int(state["step"]))
 
 
-def truncate(noise: torch.Tensor, threshold: float, generator: torch.Generator) -> torch.Tensor:
-    """Truncation trick (BigGAN): redraw every entry with |z| > threshold, trading diversity for fidelity."""
-    if threshold <= 0:
-        raise GenlabError(f"--truncation must be positive (e.g. 0.7), got {threshold}.")
-    noise = noise.clone()
-    outside = noise.abs() > threshold
-    while outside.any():
-        redraw = torch.randn(int(outside.sum()), generator=generator).to(noise)
-        noise[outside] = redraw
-        outside = noise.abs() > threshold
-    return noise
-
-
-def generate(method: Method, n: int, seed: int = 0, ema: bool = True, batch_size: int = 256,
-             truncation: float | None = None) -> torch.Tensor:
-    """`n` images in [-1, 1] (on CPU) from seeded noise, optionally truncated."""
+def generate(method: Method, n: int, seed: int = 0, batch_size: int = 256,
+             options: SampleOptions | None = None) -> torch.Tensor:
+    """`n` images in [-1, 1] (on CPU) from seeded noise, drawn with the sampler `options` (EMA weights by default)."""
     gen = torch.Generator().manual_seed(seed)
+    options = options or SampleOptions()
     chunks = []
     for start in range(0, n, batch_size):
         noise = method.make_noise(min(batch_size, n - start), gen)
-        if truncation is not None:
-            noise = truncate(noise.cpu(), truncation, gen)
-        chunks.append(method.sample(noise, ema=ema).cpu())
+        chunks.append(method.sample(noise, options=options, generator=gen).cpu())
     return torch.cat(chunks)
 
 

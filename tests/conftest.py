@@ -6,14 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from genlab.config import Config, load_config
+from genlab.config import Config
+from genlab.train import load_experiment
 
-TINY = [
+TINY_RUN = [
     "data.name=synthetic", "data.image_size=16", "data.num_samples=64", "training.batch_size=8",
-    "model.generator_base_channels=8", "model.discriminator_base_channels=8", "model.latent_dim=8",
     "logging.log_every=1", "logging.sample_every=4", "logging.num_sample_images=16", "logging.progress=false",
     "checkpoint.every_steps=5", "device=cpu",
 ]
+TINY = [*TINY_RUN, "model.generator_base_channels=8", "model.discriminator_base_channels=8", "model.latent_dim=8"]
+#: A tiny VAE (and PatchGAN, when switched on); VGG with seeded random weights, ImageNet's are not offline.
+TINY_VAE = [*TINY_RUN, "model.family=vae", "model.latent_dim=8", "model.base_channels=8",
+            "model.discriminator_base_channels=8", "model.patch_layers=2", "training.vgg_weights=null"]
 
 
 @pytest.fixture
@@ -21,6 +25,16 @@ def tiny_config(tmp_path: Path):
     """Factory: a tiny synthetic-data config writing runs under tmp_path, with extra overrides."""
 
     def make(*overrides: str) -> Config:
-        return load_config(None, [*TINY, f"output_dir={tmp_path / 'runs'}", *overrides])
+        return load_experiment(None, [*TINY, f"output_dir={tmp_path / 'runs'}", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def tiny_vae_config(tmp_path: Path):
+    """Factory: a tiny synthetic-data VAE config writing runs under tmp_path, with extra overrides."""
+
+    def make(*overrides: str) -> Config:
+        return load_experiment(None, [*TINY_VAE, f"output_dir={tmp_path / 'runs'}", *overrides])
 
     return make

@@ -74,7 +74,7 @@ def test_python_dash_m_runs_the_same_app(tmp_path):
 def test_truncation_trick_bounds_noise_and_changes_samples(trained_run, tmp_path):
     import torch
 
-    from genlab.generate import truncate
+    from genlab.methods import truncate
 
     z = truncate(torch.randn(1000, 8) * 3, 0.5, torch.Generator().manual_seed(0))
     assert z.abs().max() <= 0.5 and z.std() > 0.2

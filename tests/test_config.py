@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import Field
 from typer.testing import CliRunner
 
 from genlab.cli import app
-from genlab.config import apply_overrides, describe_schema, list_presets, load_config, parse_value
+from genlab.config import (
+    FAMILIES,
+    Config,
+    GanConfig,
+    ModelConfig,
+    TrainingConfig,
+    apply_overrides,
+    describe_schema,
+    list_presets,
+    load_config,
+    parse_value,
+)
 from genlab.errors import ConfigError, NotSupportedYet
+from genlab.train import check_config, load_experiment
 
 
 def test_defaults_are_the_default_experiment():
@@ -78,7 +92,7 @@ def test_out_of_range_and_choices():
     with pytest.raises(ConfigError, match=r"training\.lr_schedule"):
         load_config(None, ["training.lr_schedule=exponential"])
     with pytest.raises(ConfigError, match="did you mean 'hinge'"):
-        load_config(None, ["training.loss_type=hing"])
+        load_experiment(None, ["training.loss_type=hing"])
     with pytest.raises(ConfigError, match="data.channels must be 1, 3 or null"):
         load_config(None, ["data.channels=2"])
 
@@ -99,7 +113,7 @@ def test_seed_000_loss_spelling_parses():
 
 def test_not_yet_supported_values_say_so():
     with pytest.raises(NotSupportedYet, match="not supported yet"):
-        load_config(None, ["model.condition=projection"])
+        load_experiment(None, ["model.condition=projection"])
 
 
 def test_schema_description_covers_every_group():
@@ -116,3 +130,59 @@ def test_cli_reports_config_errors_without_traceback():
     assert result.exit_code == 0 and "lr_g: 0.0002" in result.output
     result = CliRunner().invoke(app, ["train", "--help"])
     assert "r1_gamma" in result.output and "training.lr_g=1e-4" in result.output
+
+
+class ToyModel(ModelConfig):
+    family: Literal["toy"] = "toy"
+    architecture: str = "toynet"
+    width: int = Field(8, ge=1)
+
+
+class ToyTraining(TrainingConfig):
+    toy_weight: float = 1.0
+
+
+class ToyConfig(Config):
+    model: ToyModel = Field(default_factory=ToyModel)
+    training: ToyTraining = Field(default_factory=ToyTraining)
+
+
+@pytest.fixture
+def toy_family(monkeypatch):
+    """A second family registered for the test only."""
+    monkeypatch.setitem(FAMILIES, "toy", ToyConfig)
+
+
+def test_each_family_validates_its_own_keys(toy_family):
+    cfg = load_config(None, ["model.family=toy", "model.width=3", "training.toy_weight=0.5", "training.lr_g=1e-3"])
+    assert isinstance(cfg, ToyConfig) and cfg.model.width == 3 and cfg.training.toy_weight == 0.5
+    assert cfg.training.lr_g == 1e-3 and cfg.model.architecture == "toynet"
+    assert isinstance(load_config(None, []), GanConfig)
+
+
+def test_a_key_of_another_family_names_that_family(toy_family):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["model.family=toy", "training.n_critic=5"])
+    message = str(err.value)
+    assert "'training.n_critic' is a setting of the gan family" in message and "model.family=toy" in message
+    with pytest.raises(ConfigError, match="'model.width' is a setting of the toy family.*model.family=gan"):
+        load_config(None, ["model.width=3"])
+    with pytest.raises(ConfigError, match="'training.loss_type' is a setting of the gan family"):
+        load_config(None, ["model.family=toy", "model.loss={name: hinge}"])  # seed 000's spelling maps, then refuses
+
+
+def test_unknown_family_names_the_known_ones():
+    with pytest.raises(ConfigError, match="'model.family' = 'gann' is not known — did you mean 'gan'"):
+        load_config(None, ["model.family=gann"])
+
+
+def test_a_registered_config_family_without_a_method_is_refused_before_training(toy_family):
+    cfg = load_config(None, ["model.family=toy"])
+    with pytest.raises(ConfigError, match="'model.family' = 'toy' is not known"):
+        check_config(cfg)
+
+
+def test_seed_004_spellings_are_the_gan_keys():
+    cfg = load_config(None, ["training.n_critic=2", "training.d_noise_std=0.15", "training.r1_gamma=10",
+                             "training.d_noise_decay_epochs=50"])
+    assert (cfg.training.n_critic, cfg.training.d_noise_std, cfg.training.r1_gamma) == (2, 0.15, 10)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genlab.cli import app
-from genlab.train.checkpoint import load_checkpoint
+from genlab.runs.checkpoint import load_checkpoint
 from genlab.train.logging import read_jsonl
 from genlab.train.loop import train
 
@@ -26,7 +26,7 @@ def test_training_evaluates_each_epoch_and_keeps_best(tiny_config):
     for key in ("fid_domain", "kid_domain_mean", "precision_domain", "coverage_domain"):
         assert all(np.isfinite(r[key]) for r in records), key
     best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
-    assert best["best"] == min(r["fid_domain"] for r in records)
+    assert best["hooks"]["evaluation"]["best"] == min(r["fid_domain"] for r in records)
     assert best["step"] == min(records, key=lambda r: r["fid_domain"])["step"]
 
 
@@ -42,11 +42,11 @@ def test_evaluate_command_on_a_run_appends_results(tiny_config):
 
 
 def test_unknown_eval_metric_is_a_config_error():
-    from genlab.config import load_config
     from genlab.errors import ConfigError
+    from genlab.train import load_experiment
 
     with pytest.raises(ConfigError, match="did you mean 'fid'"):
-        load_config(None, ["eval.metrics=[fdi]"])
+        load_experiment(None, ["eval.metrics=[fdi]"])
 
 
 def test_evaluate_two_sources_needs_both(tmp_path):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
+from genlab.config import DataConfig
 from genlab.data.base import (
     FileImageDataset,
     ImageDataset,
@@ -19,9 +18,6 @@ from genlab.data.base import (
 from genlab.data.loader import Batch, EpochLoader
 from genlab.data.sources import DATASETS
 from genlab.errors import DataError
-
-if TYPE_CHECKING:
-    from genlab.config import DataConfig
 
 __all__ = [
     "DATASETS", "Batch", "EpochLoader", "FileImageDataset", "ImageDataset", "InMemoryImageDataset",

@@ -13,10 +13,13 @@ import torch
 from genlab.config import Config, apply_overrides, validate
 from genlab.errors import CheckpointError, GenlabError
 from genlab.evaluation import RunEvaluator
-from genlab.metrics.classifier import CLASSIFIER_METRICS
-from genlab.train.checkpoint import load_checkpoint
+from genlab.generate import load_run
+from genlab.metrics.classifier import CLASSIFIER_METRICS, output_histogram
+from genlab.report import ambiguous_grid, plot_output_histograms
+from genlab.runs.checkpoint import load_checkpoint
+from genlab.runs.rundir import RunDir
 from genlab.train.loop import EvalCallback, TrainResult, train
-from genlab.train.rundir import RunDir
+from genlab.utils import select_device
 
 log = logging.getLogger("genlab")
 
@@ -115,9 +118,6 @@ class Comparison:
 def compare_generators(cfg: Config, checkpoints: dict[str, Path], device: str = "auto",
                        num_samples: int | None = None) -> Comparison:
     """Evaluate several checkpoints of the same architecture on the same fixed noise with eval.metrics + classifier."""
-    from genlab.generate import load_run
-    from genlab.utils import select_device
-
     torch_device = select_device(device)
     metrics = list(dict.fromkeys([*cfg.eval.metrics, *CLASSIFIER_METRICS]))
     evaluator = RunEvaluator(cfg, torch_device, metrics)
@@ -154,8 +154,6 @@ def table(comparison: Comparison) -> str:
 
 def write_report(run_root: Path, cfg: Config, comparison: Comparison) -> dict[str, Path]:
     """gasten_report.json, the before/after output histogram and the most-ambiguous grid in the step-2 run."""
-    from genlab.report import ambiguous_grid, plot_output_histograms
-
     before, after = comparison.labels
     files = {
         "report": run_root / "gasten_report.json",
@@ -168,8 +166,6 @@ def write_report(run_root: Path, cfg: Config, comparison: Comparison) -> dict[st
     pair = (names[1], names[0]) if names and len(names) == 2 else None  # C gives P(label 1), the first class
     ambiguous_grid(comparison.images[after], comparison.probs[after], files["ambiguous"], n=cfg.gasten.grid_images,
                    class_names=pair)
-    from genlab.metrics.classifier import output_histogram
-
     payload = {
         "results": comparison.results,
         "histograms": {label: output_histogram(p, cfg.eval.histogram_bins) for label, p in comparison.probs.items()},

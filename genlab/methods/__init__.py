@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import torch
 
-from genlab.methods.base import Method, StepContext
+from genlab.config import Config
+from genlab.methods.base import Method, SampleOptions, StepContext, truncate
 from genlab.methods.gan import GANMethod
+from genlab.models import DataShape
 from genlab.registry import Registry
 
-METHODS: Registry[Callable[..., Method]] = Registry("model family")
-METHODS.register("gan")(GANMethod)
+METHODS: Registry[type[Method]] = Registry("model family")
+for _family in (GANMethod,):
+    METHODS.register(_family.family)(_family)
 
-__all__ = ["METHODS", "GANMethod", "Method", "StepContext"]
+
+def build_method(cfg: Config, data: DataShape, device: torch.device) -> Method:
+    """The configured family's method, with freshly initialised networks on `device`."""
+    return METHODS.get(cfg.model.family)(cfg, data, device)
+
+
+__all__ = ["METHODS", "GANMethod", "Method", "SampleOptions", "StepContext", "build_method", "truncate"]

@@ -16,36 +16,26 @@ import torch.nn.functional as F
 
 from genlab.config import Config
 from genlab.data import Batch
-from genlab.data.augment import diff_augment
+from genlab.data.augment import diff_augment, parse_diff_policy
+from genlab.errors import ConfigError, GenlabError, NotSupportedYet
 from genlab.losses import (
+    ADVERSARIAL_LOSSES,
     build_adversarial_loss,
     build_ambiguity_loss,
     gradient_penalty,
     instance_noise_std,
     r1_penalty,
 )
-from genlab.methods.base import Method, StepContext
-from genlab.models import DataShape, build_models
-from genlab.train.ema import EMA
-from genlab.train.schedules import lr_factor, progressive_stage
+from genlab.losses.perceptual import GramLoss, PerceptualLoss
+from genlab.methods.base import Method, SampleOptions, StepContext, truncate
+from genlab.methods.ema import EMA
+from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
+from genlab.methods.schedules import progressive_stage
+from genlab.models import GAN_ARCHITECTURES, DataShape, build_models
+from genlab.models.classifiers import load_classifier
+from genlab.registry import closest
 
 log = logging.getLogger("genlab")
-
-
-def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
-    """Adam, using the multi-tensor kernel wherever it helps."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
-
-
-def _split(tensor: torch.Tensor | None, parts: int) -> list[torch.Tensor | None]:
-    """`parts` near-equal micro-batches of a batch (or `parts` Nones)."""
-    return [None] * parts if tensor is None else list(torch.tensor_split(tensor, parts))
-
-
-def _accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
-    """Add one micro-batch's stats into running totals."""
-    for key, value in values.items():
-        totals[key] = totals[key] + value if key in totals else value
 
 
 class AmbiguityTerm:
@@ -60,9 +50,6 @@ class AmbiguityTerm:
     @classmethod
     def from_config(cls, cfg: Config, data: DataShape, device: torch.device) -> AmbiguityTerm:
         """Load gasten.classifier and check that it reads this data's images."""
-        from genlab.errors import ConfigError
-        from genlab.models.classifiers import load_classifier
-
         g = cfg.gasten
         if not g.classifier:
             raise ConfigError("gasten.ambiguity=true needs gasten.classifier: a run from `genlab classifier train`.")
@@ -84,6 +71,39 @@ class AmbiguityTerm:
 class GANMethod(Method):
     """A generator/discriminator pair trained with the configured adversarial loss."""
 
+    family = "gan"
+    architectures = GAN_ARCHITECTURES
+
+    @classmethod
+    def check_config(cls, cfg: Config, source: str) -> None:
+        """The GAN registry names (architecture, loss), the DiffAugment policy and what each architecture supports."""
+        for dotted, value, registry in (("model.architecture", cfg.model.architecture, GAN_ARCHITECTURES),
+                                        ("training.loss_type", cfg.training.loss_type, ADVERSARIAL_LOSSES)):
+            if value not in registry:
+                hint = closest(value, registry.names())
+                raise ConfigError(f"Invalid configuration ({source}): '{dotted}' = {value!r} is not known"
+                                  + (f" — did you mean {hint!r}?" if hint else ".")
+                                  + f" Available: {', '.join(registry.names())}.")
+        try:
+            parse_diff_policy(cfg.training.diffaugment)
+        except GenlabError as err:
+            raise ConfigError(f"Invalid configuration ({source}): {err}") from None
+        m = cfg.model
+        if m.architecture == "dcgan":
+            unsupported = {"model.use_residual": m.use_residual, "model.condition": m.condition != "none",
+                           "training.progressive with PatchGAN/multi-scale D":
+                               cfg.training.progressive and (m.discriminator != "standard" or m.d_scales > 1)}
+            hint = "Use model.architecture=resnet for class conditioning and residual blocks."
+        else:
+            unsupported = {"model.discriminator": m.discriminator != "standard", "model.d_scales": m.d_scales > 1}
+            hint = "PatchGAN and multi-scale discriminators come with model.architecture=dcgan."
+        for key, used in unsupported.items():
+            if used:
+                raise NotSupportedYet(f"In {source}: {key} is not supported yet by the {m.architecture} architecture. "
+                                      f"{hint}")
+        if m.use_residual and m.architecture != "resnet":
+            raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")
+
     def __init__(self, cfg: Config, data: DataShape, device: torch.device) -> None:
         t = cfg.training
         self.cfg = cfg
@@ -99,10 +119,7 @@ class GANMethod(Method):
         self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
-        if t.amp == "fp16" and device.type != "cuda":
-            log.warning("training.amp=fp16 on %s runs, but fp16 is meant for CUDA GPUs; bf16 is faster here.", device)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
+        self.precision = MixedPrecision(t.amp, device, t.grad_clip)
         self.reconstruction_terms = self._reconstruction_terms(cfg, device)
         self.ambiguity = AmbiguityTerm.from_config(cfg, data, device) if cfg.gasten.ambiguity else None
 
@@ -125,25 +142,12 @@ class GANMethod(Method):
         t = cfg.training
         terms: list[tuple[str, float, nn.Module]] = []
         if t.perceptual_weight > 0 or t.gram_weight > 0:
-            from genlab.losses.perceptual import GramLoss, PerceptualLoss
-
             kwargs = {"network": t.perceptual_network, "layers": tuple(t.perceptual_layers), "weights": t.vgg_weights}
             if t.perceptual_weight > 0:
                 terms.append(("perceptual", t.perceptual_weight, PerceptualLoss(**kwargs).to(device)))
             if t.gram_weight > 0:
                 terms.append(("gram", t.gram_weight, GramLoss(**kwargs).to(device)))
         return terms
-
-    def _autocast(self) -> torch.autocast:
-        """Mixed-precision context for forward passes (disabled unless training.amp is set)."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
-
-    def _step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
-        """Unscale (fp16), clip, and step through the grad scaler (a plain step when AMP is off)."""
-        if self.cfg.training.grad_clip > 0:
-            self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.training.grad_clip)
-        self.scaler.step(optimizer)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment (when configured) applied alike to everything the discriminator sees."""
@@ -175,12 +179,7 @@ class GANMethod(Method):
 
     def _set_learning_rates(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         t = self.cfg.training
-        factor = lr_factor(t.lr_schedule, ctx.epoch, ctx.total_epochs, warmup_epochs=t.warmup_epochs,
-                           min_ratio=t.lr_min_ratio, step_epochs=t.lr_step_epochs, gamma=t.lr_gamma)
-        for opt, base in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * factor
-        return {} if t.lr_schedule == "none" else {"lr_g": torch.tensor(t.lr_g * factor), "lr_d": torch.tensor(t.lr_d * factor)}
+        return schedule_learning_rates(t, ctx, [("lr_g", self.opt_g, t.lr_g), ("lr_d", self.opt_d, t.lr_d)])
 
     def _noisy(self, images: torch.Tensor, std: float) -> torch.Tensor:
         if std <= 0:
@@ -207,32 +206,32 @@ class GANMethod(Method):
         real_labels = batch.labels if self.conditional else None
         parts = t.grad_accum
         reuse_fake = parts == 1  # one G forward serves both phases, as in the classic DCGAN loop
-        chunks = list(zip(_split(batch.images, parts), _split(real_labels, parts), _split(z, parts),
-                          _split(fake_labels, parts), strict=True))
+        chunks = list(zip(split(batch.images, parts), split(real_labels, parts), split(z, parts),
+                          split(fake_labels, parts), strict=True))
         totals: dict[str, torch.Tensor] = {}
 
         self.opt_d.zero_grad(set_to_none=True)
         fakes = []
         for real, y_real, z_part, y_fake in chunks:
-            with torch.set_grad_enabled(train_g and reuse_fake), self._autocast():
+            with torch.set_grad_enabled(train_g and reuse_fake), self.precision.autocast():
                 fake = G(z_part, y_fake).float()
             fakes.append(fake)
-            _accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std, run_r1, parts))
-        self._step(self.opt_d, D)
+            accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std, run_r1, parts))
+        self.precision.step(self.opt_d, D)
 
         if train_g:
             self.opt_g.zero_grad(set_to_none=True)
             D.requires_grad_(False)
             for (real, _, z_part, y_fake), fake in zip(chunks, fakes, strict=True):
                 if not reuse_fake:
-                    with self._autocast():
+                    with self.precision.autocast():
                         fake = G(z_part, y_fake).float()
-                _accumulate(totals, self._generator_pass(real, fake, y_fake, noise_std, parts))
+                accumulate(totals, self._generator_pass(real, fake, y_fake, noise_std, parts))
             D.requires_grad_(True)
-            self._step(self.opt_g, G)
+            self.precision.step(self.opt_g, G)
             if self.ema is not None:
                 self.ema.update(G)
-        self.scaler.update()
+        self.precision.update()
         stats.update({key: value / parts for key, value in totals.items()})
         if noise_std > 0:
             stats["d_noise_std"] = torch.tensor(noise_std)
@@ -246,7 +245,7 @@ class GANMethod(Method):
         D = self.discriminator
         real_in = self._noisy(self._augment(real), noise_std)
         fake_in = self._noisy(self._augment(fake), noise_std)
-        with self._autocast():
+        with self.precision.autocast():
             real_out = D(real_in, real_labels).float()
             aux_real = self._aux_loss(real_labels)
             fake_out = D(fake_in, fake_labels).float()
@@ -261,10 +260,10 @@ class GANMethod(Method):
             gp = gradient_penalty(lambda x: D(x, real_labels), real_in, fake_in, self.noise_rng)
             loss_d = loss_d + t.gp_lambda * gp
             stats["gp"] = gp.detach()
-        self.scaler.scale(loss_d / parts).backward()
+        self.precision.backward(loss_d / parts)
         if run_r1:  # scaled by its interval so its average strength matches r1_gamma
             r1 = r1_penalty(lambda x: D(x, real_labels), real_in)
-            self.scaler.scale(0.5 * t.r1_gamma * t.r1_every * r1 / parts).backward()
+            self.precision.backward(0.5 * t.r1_gamma * t.r1_every * r1 / parts)
             stats["r1"] = r1.detach()
         return stats
 
@@ -272,7 +271,7 @@ class GANMethod(Method):
                         noise_std: float, parts: int) -> dict[str, torch.Tensor]:
         """Gmain: adversarial loss through the frozen discriminator, plus perceptual/Gram and AC-GAN terms."""
         t = self.cfg.training
-        with self._autocast():
+        with self.precision.autocast():
             fake_scores = self.discriminator(self._noisy(self._augment(fake), noise_std), fake_labels).float()
         loss_g = self.loss.g_loss(fake_scores)
         stats = {"loss_g": loss_g.detach()}
@@ -288,13 +287,17 @@ class GANMethod(Method):
         if aux_g is not None:
             loss_g = loss_g + t.aux_weight * aux_g
             stats["aux_g"] = aux_g.detach()
-        self.scaler.scale(loss_g / parts).backward()
+        self.precision.backward(loss_g / parts)
         return stats
 
     @torch.no_grad()
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None, ema: bool = True) -> torch.Tensor:
-        """Generate images in eval mode (EMA generator unless ema=False or EMA is off)."""
-        net = self.ema.model if (ema and self.ema is not None) else self.generator
+    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None = None,
+               options: SampleOptions | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate images in eval mode: the EMA generator unless options.ema is off, z truncated if asked."""
+        options = options or SampleOptions()
+        net = self.ema.model if (options.ema and self.ema is not None) else self.generator
+        if options.truncation is not None:
+            noise = truncate(noise, options.truncation, generator or torch.Generator(noise.device).manual_seed(0))
         if labels is None:
             labels = self.grid_labels(len(noise))
         was_training = net.training
@@ -305,6 +308,9 @@ class GANMethod(Method):
         net.train(was_training)
         return images
 
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "generator": self.generator.state_dict(),
@@ -313,7 +319,7 @@ class GANMethod(Method):
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "noise_rng": self.noise_rng.get_state(),
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.precision.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -325,4 +331,4 @@ class GANMethod(Method):
         self.opt_d.load_state_dict(state["opt_d"])
         self.noise_rng.set_state(state["noise_rng"])
         if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+            self.precision.scaler.load_state_dict(state["scaler"])

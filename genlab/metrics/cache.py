@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.train.checkpoint import atomic_save
+from genlab.runs.checkpoint import atomic_save
 
 CACHE_ENV = "GENLAB_CACHE"
 

@@ -2,7 +2,7 @@
 
 On CPUs with VNNI but without AMX (most Xeons and Cores before Sapphire Rapids-with-AMX) bfloat16
 convolutions run no faster than float32, while oneDNN's int8 convolutions run about four times faster.
-This module turns the fused float32 network (`inception.fuse_for_inference`) into an int8 one:
+This module turns the fused float32 network (`inception_net.fuse_for_inference`) into an int8 one:
 
 - The network is traced with torch.fx (each fused conv+ReLU a leaf), so every tensor in it is a graph node.
 - Every conv writes uint8 activations with its own scale: its largest output on a fixed, seeded set of
@@ -39,7 +39,7 @@ from torch import nn
 
 from genlab.metrics.cache import atomic_save, cache_dir
 from genlab.metrics.extractor_base import cpu_has_int8_convolutions
-from genlab.metrics.inception import FIDInceptionV3, FusedConvReLU, fid_preprocess, tf_avg_pool
+from genlab.metrics.inception_net import FIDInceptionV3, FusedConvReLU, fid_preprocess, tf_avg_pool
 
 log = logging.getLogger(__name__)
 

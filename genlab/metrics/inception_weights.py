@@ -1,4 +1,4 @@
-"""Finding, checking and converting the weights of the FID Inception network, offline first.
+"""Finding, checking, converting and loading the weights of the FID Inception network, offline first.
 
 Resolution order (`resolve_inception_weights`):
   a. an explicit path (argument, or the `GENLAB_FID_WEIGHTS` environment variable);
@@ -26,6 +26,7 @@ import torch
 
 from genlab.errors import GenlabError
 from genlab.metrics.cache import atomic_save, cache_dir, tensors_sha256
+from genlab.metrics.inception_net import FIDInceptionV3
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,16 @@ class InceptionWeights:
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes of FIDInceptionV3 with its logit head (built on the meta device, no memory)."""
-    from genlab.metrics.inception import FIDInceptionV3
-
     with torch.device("meta"):
         network = FIDInceptionV3(with_logits=True)
     return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
+
+
+def build_fid_inception(weights: InceptionWeights) -> FIDInceptionV3:
+    """The network with `weights` loaded (logit head only when the weights include it)."""
+    network = FIDInceptionV3(with_logits=weights.has_logits)
+    network.load_state_dict(weights.state_dict, strict=True)
+    return network.eval()
 
 
 def check_state_dict(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:

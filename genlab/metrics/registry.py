@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from genlab.metrics.extractor_base import FeatureExtractor
+from genlab.metrics.features import FeatureSet, RealStats
 from genlab.registry import Registry
 
-if TYPE_CHECKING:
-    from genlab.metrics.extractor_base import FeatureExtractor
-    from genlab.metrics.features import FeatureSet, RealStats
-
-MetricFunction = Callable[["FeatureSet", "RealStats | None", int], dict[str, float]]
-ExtractorBuilder = Callable[..., "FeatureExtractor"]
+MetricFunction = Callable[[FeatureSet, RealStats | None, int], dict[str, float]]
+ExtractorBuilder = Callable[..., FeatureExtractor]
 
 
 @dataclass(frozen=True)

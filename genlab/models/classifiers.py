@@ -19,8 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlab.data.base import to_float
 from genlab.errors import CheckpointError, GenlabError
 from genlab.registry import Registry, closest
+from genlab.runs.checkpoint import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -472,8 +474,6 @@ def _plain(value: Any, where: str) -> Any:
 
 def save_classifier(clf: BinaryClassifier, path: str | Path, **metadata: Any) -> Path:
     """Write {"format", "spec", "state_dict", "metadata"} atomically; loadable with torch.load(weights_only=True)."""
-    from genlab.train.checkpoint import atomic_save
-
     payload = {
         "format": CLASSIFIER_FORMAT,
         "spec": _plain(clf.spec, "spec"),
@@ -545,8 +545,6 @@ def load_classifier(source: str | Path | Sequence[str | Path], device: str | tor
 
 def predict_proba(clf: BinaryClassifier, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Probabilities of the first class (CPU, float) for uint8 [0, 255] or float [-1, 1] N×C×H×W images."""
-    from genlab.data.base import to_float
-
     expected = (clf.channels, clf.image_size, clf.image_size)
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
         raise GenlabError(f"The classifier takes N×{expected[0]}×{expected[1]}×{expected[2]} images, got shape "

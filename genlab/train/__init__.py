@@ -1,17 +1,8 @@
-"""Training: the loop, EMA, checkpoints, run directories, logging and diagnostics.
+"""Training: the one loop, its hooks, run-level checks, logging, diagnostics and classifier training."""
 
-`train` and `TrainResult` are imported lazily so that methods can use `genlab.train.ema`
-without importing the loop (which imports the methods).
-"""
+from genlab.train.checks import check_config, load_experiment
+from genlab.train.hooks import EvalCallback, Hook, StepCallback, TrainState
+from genlab.train.loop import TrainResult, train
 
-from typing import Any
-
-__all__ = ["TrainResult", "train"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from genlab.train import loop
-
-        return getattr(loop, name)
-    raise AttributeError(name)
+__all__ = ["EvalCallback", "Hook", "StepCallback", "TrainResult", "TrainState", "check_config", "load_experiment",
+           "train"]

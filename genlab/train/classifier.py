@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from genlab.config import DataConfig
+from genlab.data import build_dataset
+from genlab.data.base import to_float
 from genlab.errors import GenlabError
 from genlab.models.classifiers import (
     ENSEMBLE_OUTPUTS,
@@ -30,6 +33,9 @@ from genlab.models.classifiers import (
     predict_proba,
     save_classifier,
 )
+from genlab.runs.rundir import environment
+from genlab.train.logging import RunLogger
+from genlab.utils import select_device
 
 LOCAL_ARCHS = ("cnn", "mlp")
 
@@ -167,9 +173,6 @@ def arch_args(cfg: ClassifierTrainConfig, arch: str, member_args: dict[str, Any]
 def _dataset_tensors(cfg: ClassifierTrainConfig, split: str, max_samples: int | None) -> tuple[Any, torch.Tensor, torch.Tensor]:
     from pydantic import ValidationError
 
-    from genlab.config import DataConfig
-    from genlab.data import build_dataset
-
     try:
         data_cfg = DataConfig(name=cfg.data, root=cfg.root, classes=list(cfg.classes), image_size=cfg.image_size,
                               channels=cfg.channels, split=split, max_samples=max_samples)
@@ -199,8 +202,6 @@ def _fit(
     cfg: ClassifierTrainConfig, device: torch.device, generator: torch.Generator, logger: Any, member: str | None,
 ) -> int:
     """Adam on BCE-with-logits; keeps the best-validation-loss weights and stops after `patience` bad epochs."""
-    from genlab.data.base import to_float
-
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     images, labels = train
@@ -247,8 +248,6 @@ def _fit_meta(
     ensemble: EnsembleClassifier, val: tuple[torch.Tensor, torch.Tensor], device: torch.device, batch_size: int
 ) -> None:
     """Logistic regression of the labels on the member logits (full batch L-BFGS, a little L2)."""
-    from genlab.data.base import to_float
-
     images, labels = val
     ensemble.eval()
     with torch.no_grad():
@@ -280,10 +279,6 @@ def _resolved(cfg: ClassifierTrainConfig, channels: int) -> ClassifierTrainConfi
 
 def train_classifier(cfg: ClassifierTrainConfig) -> ClassifierResult:
     """Train, validate, test and save one binary classifier (or ensemble) under output_dir/name/classifier.pt."""
-    from genlab.train.logging import RunLogger
-    from genlab.train.rundir import environment
-    from genlab.utils import select_device
-
     cfg.validate()
     builder_for(cfg.arch)
     members = _member_list(cfg) if cfg.arch == "ensemble" else []
@@ -349,8 +344,6 @@ def evaluate_classifier(
     root: str | None = None, max_samples: int | None = None, device: str = "auto", batch_size: int = 256,
 ) -> ClassifierEvaluation:
     """Accuracy of a saved classifier on a split; data and classes default to the ones it was trained on."""
-    from genlab.utils import select_device
-
     clf = load_classifier(source, select_device(device))
     meta = clf.metadata
     data = data or meta.get("data")

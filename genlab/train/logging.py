@@ -85,6 +85,15 @@ class Meter:
             self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
             self.counts[key] = self.counts.get(key, 0) + 1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums and counts (sums as CPU tensors, so a resumed mean is bit-identical)."""
+        return {"sums": {k: v.detach().cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        """Continue from `state_dict()` (sums moved to `device`, where new values arrive)."""
+        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self.counts = dict(state["counts"])
+
     def means(self) -> dict[str, float]:
         """Mean of each key since the last reset, then reset."""
         out = {k: float(v) / self.counts[k] for k, v in self.sums.items()}

@@ -1,46 +1,47 @@
 """The one training loop, for every model family.
 
-Read top to bottom: resolve the run directory, build data, method and fixed noise, restore a
-checkpoint if resuming, then step through (epoch, batch) pairs in a seeded order, logging,
-drawing sample grids and checkpointing on their schedules. Ctrl-C or SIGTERM stops at the next
-step boundary and writes `last.pt`; a crash leaves the previous checkpoint untouched.
+`train()` reads top to bottom: set the run up (`start_session`: run directory, data, method, fixed
+noise, and on resume the checkpoint), build the hooks, then walk (epoch, batch) pairs in a seeded
+order, calling the method's `train_step` and, after each step, every hook in order (see
+`genlab.train.hooks`). Ctrl-C or SIGTERM stops at the next step boundary and the hooks' `on_end`
+writes `last.pt`; a crash leaves the previous checkpoint untouched.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torchvision.utils import make_grid, save_image
+from tqdm.auto import tqdm
 
-from genlab.config import Config, validate
-from genlab.data import EpochLoader, build_dataset
+from genlab.config import Config, apply_overrides, validate
+from genlab.data import EpochLoader, build_dataset, to_float
 from genlab.data.augment import resolve_policy
 from genlab.errors import CheckpointError, GenlabError
-from genlab.evaluation import RunEvaluator, best_key
-from genlab.methods import METHODS, Method, StepContext
+from genlab.evaluation import real_batches
+from genlab.methods import Method, StepContext, build_method
 from genlab.models import DataShape
-from genlab.train.checkpoint import CheckpointManager, load_checkpoint
-from genlab.train.diagnostics import Diagnostics
-from genlab.train.logging import Meter, RunLogger, truncate_jsonl
-from genlab.train.rundir import RunDir, write_env
+from genlab.runs.checkpoint import CheckpointManager, load_checkpoint
+from genlab.runs.rundir import RunDir, write_env
+from genlab.train.checks import check_config
+from genlab.train.hooks import EvalCallback, Hook, StepCallback, TrainState, default_hooks
+from genlab.train.logging import RunLogger, truncate_jsonl
 from genlab.utils import rng_state, seed_everything, select_device, set_rng_state
 
 log = logging.getLogger("genlab")
 
-#: Called after every step with (step, stats); raising stops training without a final checkpoint.
-StepCallback = Callable[[int, dict[str, torch.Tensor]], None]
-#: Called after every evaluation with (epoch, results), e.g. to report to an Optuna trial; may raise to stop.
-EvalCallback = Callable[[int, dict[str, float]], None]
+#: Real images (the data set's first) that family figures such as a VAE's reconstructions are drawn from.
+FIXED_REAL_IMAGES = 8
+
+__all__ = ["EvalCallback", "StepCallback", "TrainResult", "train"]
 
 
 @dataclass
@@ -52,31 +53,7 @@ class TrainResult:
     total_steps: int
     interrupted: bool
     early_stopped: bool = False
-
-
-class EarlyStopping:
-    """Counts evaluations since `metric` last improved; asks to stop after `patience` of them (0 = never)."""
-
-    def __init__(self, metric: str, patience: int) -> None:
-        self.metric, self.patience = metric, patience
-        self.best: float | None = None
-        self.stale = 0
-
-    def update(self, value: float | None) -> bool:
-        """Record one evaluation's value; True when training should stop."""
-        if value is None or not math.isfinite(value):
-            self.stale += 1
-        elif self.best is None or value < self.best:
-            self.best, self.stale = value, 0
-        else:
-            self.stale += 1
-        return self.patience > 0 and self.stale >= self.patience
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "stale": self.stale}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best, self.stale = state["best"], state["stale"]
+    stop_reason: str | None = None
 
 
 class _StopFlag:
@@ -105,47 +82,35 @@ def graceful_interrupts() -> Iterator[_StopFlag]:
             signal.signal(sig, old)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> torch.Tensor:
-    """Save images in [-1, 1] as one PNG grid; returns the grid (C×H×W in [0, 1])."""
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(len(images)))))
-    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
-    return grid
+@dataclass
+class Session:
+    """A run set up to train: everything the loop and its hooks need, restored if resuming."""
+
+    state: TrainState
+    loader: EpochLoader
+    fixed_noise: torch.Tensor
+    fixed_real: torch.Tensor
+    aug_rng: torch.Generator
+    shape: DataShape
+    checkpoint: dict[str, Any] | None
 
 
-def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-                mininterval=0.5, file=sys.stderr)
-
-
-def train(
-    cfg: Config | None = None,
-    *,
-    resume: str | Path | None = None,
-    overrides: list[str] | None = None,
-    preset_name: str | None = None,
-    callbacks: tuple[StepCallback, ...] = (),
-    eval_callbacks: tuple[EvalCallback, ...] = (),
-) -> TrainResult:
-    """Train `cfg` in a new run directory, or continue the run at `resume` exactly where it stopped."""
+def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequence[str] | None,
+                  preset_name: str | None) -> Session:
+    """Create (or reopen, for `resume`) the run directory and build data, method and fixed noise."""
     checkpoint = None
     if resume is not None:
         run = RunDir.open(resume)
-        manager = CheckpointManager(run.checkpoints)
-        checkpoint = load_checkpoint(manager.last)
-        from genlab.config import apply_overrides
-
-        cfg = validate(apply_overrides(checkpoint["config"], overrides or []), f"{run.config} + overrides")
+        checkpoint = load_checkpoint(CheckpointManager(run.checkpoints).last)
+        source = f"{run.config} + overrides"
+        cfg = validate(apply_overrides(checkpoint["config"], list(overrides or [])), source)
+        check_config(cfg, source)
     elif cfg is None:
         raise ValueError("train() needs a config or a run directory to resume")
     else:
+        check_config(cfg, cfg.name or "config")
         run = RunDir.create(cfg, preset_name)
-    manager = CheckpointManager(run.checkpoints, cfg.checkpoint.keep)
     t = cfg.training
-
     seed_everything(cfg.data.seed)
     device = select_device(cfg.device)
     dataset = build_dataset(cfg.data)
@@ -155,109 +120,102 @@ def train(
     augment = resolve_policy(cfg.data.augment, cfg.data.hflip)
     loader = EpochLoader(dataset, t.batch_size, cfg.data.seed, device, augment, cfg.data.num_workers, cfg.data.balanced)
     shape = DataShape(dataset.image_size, dataset.channels, dataset.num_classes)
-    method: Method = METHODS.get(cfg.model.family)(cfg, shape, device)
-    fixed_noise = method.make_noise(cfg.logging.num_sample_images, torch.Generator(device=device).manual_seed(cfg.data.seed + 2))
+    method = build_method(cfg, shape, device)
+    fixed_noise = method.make_noise(cfg.logging.num_sample_images,
+                                    torch.Generator(device=device).manual_seed(cfg.data.seed + 2))
+    fixed_real = to_float(next(real_batches(dataset, FIXED_REAL_IMAGES)))
     aug_rng = torch.Generator().manual_seed(cfg.data.seed + 3)
-    steps_per_epoch = loader.steps_per_epoch
-    total_steps = t.num_epochs * steps_per_epoch
+    total_steps = t.num_epochs * loader.steps_per_epoch
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
-
     step = 0
-    best: float | None = None
     if checkpoint is None and t.init_from:
         init_weights(method, t.init_from, shape)
     if checkpoint is not None:
-        if checkpoint["steps_per_epoch"] != steps_per_epoch:
-            raise CheckpointError(f"{run.root} was trained with {checkpoint['steps_per_epoch']} steps per epoch but the "
-                                  f"data now gives {steps_per_epoch}; data or batch-size settings changed since.")
+        if checkpoint["steps_per_epoch"] != loader.steps_per_epoch:
+            raise CheckpointError(f"{run.root} was trained with {checkpoint['steps_per_epoch']} steps per epoch but "
+                                  f"the data now gives {loader.steps_per_epoch}; data or batch-size settings changed.")
         method.load_state_dict(checkpoint["method"])
         set_rng_state(checkpoint["rng"])
         aug_rng.set_state(checkpoint["aug_rng"])
         fixed_noise = checkpoint["fixed_noise"].to(device)
         step = int(checkpoint["step"])
-        best = checkpoint.get("best")
         truncate_jsonl(run.metrics, step)
         log.info("Resuming %s from step %d of %d", run.root, step, total_steps)
     write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None)
-
-    def state() -> dict:
-        return {"step": step, "steps_per_epoch": steps_per_epoch, "config": cfg.to_dict(), "method": method.state_dict(),
-                "rng": rng_state(), "aug_rng": aug_rng.get_state(), "fixed_noise": fixed_noise.cpu(),
-                "data_shape": asdict(shape), "best": best,
-                "early_stop": watch.state_dict()}
-
-    evaluator = RunEvaluator(cfg, device) if cfg.eval.metrics and cfg.eval.every_epochs else None
-    watch = EarlyStopping(cfg.eval.early_stop_metric or cfg.eval.best_metric, cfg.eval.early_stop_patience)
-    if checkpoint is not None and checkpoint.get("early_stop"):
-        watch.load_state_dict(checkpoint["early_stop"])
-
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
-    diagnostics = Diagnostics()
-    meter = Meter()
-    bar = _progress(total_steps, step, cfg.logging.progress)
-    interrupted = early_stopped = False
-    window_start, window_step = time.perf_counter(), step
+    state = TrainState(cfg, run, method, device, logger, CheckpointManager(run.checkpoints, cfg.checkpoint.keep),
+                       loader.steps_per_epoch, total_steps, step)
+    return Session(state, loader, fixed_noise, fixed_real, aug_rng, shape, checkpoint)
+
+
+def train(
+    cfg: Config | None = None,
+    *,
+    resume: str | Path | None = None,
+    overrides: Sequence[str] | None = None,
+    preset_name: str | None = None,
+    callbacks: tuple[StepCallback, ...] = (),
+    eval_callbacks: tuple[EvalCallback, ...] = (),
+    hooks: Sequence[Hook] = (),
+) -> TrainResult:
+    """Train `cfg` in a new run directory, or continue the run at `resume` exactly where it stopped.
+
+    `hooks` run after the default ones (logging, grids, diagnostics, evaluation, checkpoints, summary).
+    """
+    session = start_session(cfg, resume, overrides, preset_name)
+    state, cfg = session.state, session.state.cfg
+    bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.logging.progress, unit="step",
+               dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+    all_hooks = [*default_hooks(cfg, state.device, session.fixed_noise, session.fixed_real, bar, callbacks,
+                                   eval_callbacks), *hooks]
+    state.checkpoint_state = lambda: _checkpoint_state(session, all_hooks)
+    hook_states = _hook_states(session.checkpoint)
+    for hook in all_hooks:
+        if hook_states.get(hook.name) is not None:
+            hook.load_state_dict(hook_states[hook.name])
+        hook.on_start(state)
     try:
         with graceful_interrupts() as stop:
-            while step < total_steps and not stop.requested:
-                epoch, start_batch = divmod(step, steps_per_epoch)
-                for batch in loader.epoch(epoch, start_batch, aug_rng):
-                    stats = method.train_step(batch, StepContext(step, steps_per_epoch, total_steps))
-                    step += 1
-                    for callback in callbacks:
-                        callback(step, stats)
-                    meter.add(stats)
-                    bar.update(1)
-                    if step % cfg.logging.log_every == 0 or step == total_steps:
-                        values = meter.means()
-                        now = time.perf_counter()
-                        values["images_per_sec"] = (step - window_step) * t.batch_size / max(now - window_start, 1e-9)
-                        window_start, window_step = now, step
-                        diagnostics.check_losses(step, values)
-                        logger.log(step, values, epoch=round(step / steps_per_epoch, 4))
-                        bar.set_postfix(diagnostics.summary(values), refresh=False)
-                    if step % cfg.logging.sample_every == 0 or step == total_steps:
-                        images = torch.cat([method.sample(z) for z in fixed_noise.split(t.batch_size)])
-                        grid = save_grid(images, run.samples / f"step_{step:08d}.png")
-                        save_grid(images, run.samples / "latest.png")
-                        logger.image("samples", grid, step)
-                        logger.log(step, {"sample_saturation": diagnostics.check_saturation(step, images)})
-                    epochs_done, within = divmod(step, steps_per_epoch)
-                    if evaluator is not None and within == 0 and (
-                        epochs_done % cfg.eval.every_epochs == 0 or step == total_steps
-                    ):
-                        evaluation = evaluator(method)
-                        results = evaluation.results
-                        extra = {} if evaluation.histogram is None else {"classifier_histogram": evaluation.histogram}
-                        logger.log(step, results, epoch=epochs_done, evaluation=True, **extra)
-                        if evaluation.probs is not None:
-                            logger.histogram("classifier_output", evaluation.probs, step)
-                        score = results.get(best_key(cfg.eval.best_metric, evaluator.extractor))
-                        if score is not None and (best is None or score < best):
-                            best = score
-                            manager.save_as(state(), "best.pt")
-                        log.info("Epoch %d: %s", epochs_done, ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
-                        for eval_callback in eval_callbacks:
-                            eval_callback(epochs_done, results)
-                        if watch.update(results.get(best_key(watch.metric, evaluator.extractor))):
-                            early_stopped = True
-                            log.info("Early stopping: %s has not improved for %d evaluations (best %.4g).",
-                                     watch.metric, watch.stale, watch.best)
-                    if cfg.checkpoint.every_epochs and within == 0 and epochs_done % cfg.checkpoint.every_epochs == 0:
-                        manager.save_as(state(), f"epoch_{epochs_done:04d}.pt")
-                    if step % cfg.checkpoint.every_steps == 0 and step < total_steps:
-                        manager.save(state(), step)
-                    if step >= total_steps or stop.requested or early_stopped:
+            while not state.finished and not stop.requested and state.stop_reason is None:
+                epoch, start_batch = divmod(state.step, state.steps_per_epoch)
+                for batch in session.loader.epoch(epoch, start_batch, session.aug_rng):
+                    stats = state.method.train_step(batch, StepContext(state.step, state.steps_per_epoch,
+                                                                       state.total_steps))
+                    state.step += 1
+                    state.logged = state.samples = state.evaluation = None
+                    for hook in all_hooks:
+                        hook.after_step(state, stats)
+                    if state.finished or stop.requested or state.stop_reason is not None:
                         break
-                if early_stopped:
-                    break
-            interrupted = stop.requested and step < total_steps and not early_stopped
-            manager.save(state(), step)
+            early_stopped = state.stop_reason is not None
+            if stop.requested and not state.finished and not early_stopped:
+                state.request_stop("interrupted (Ctrl-C or SIGTERM)")
+            for hook in all_hooks:
+                hook.on_end(state)
     finally:
         bar.close()
-        logger.close()
-    return TrainResult(run.root, step, total_steps, interrupted, early_stopped)
+        state.logger.close()
+    interrupted = stop.requested and not state.finished and not early_stopped
+    return TrainResult(state.run.root, state.step, state.total_steps, interrupted, early_stopped, state.stop_reason)
+
+
+def _hook_states(checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """Hook states of a checkpoint; those written before hooks existed kept best and early_stop at the top."""
+    if checkpoint is None:
+        return {}
+    if "hooks" in checkpoint:
+        return checkpoint["hooks"]
+    return {"evaluation": {"best": checkpoint.get("best"), "early_stop": checkpoint.get("early_stop")}}
+
+
+def _checkpoint_state(session: Session, hooks: Sequence[Hook]) -> dict[str, Any]:
+    """Everything a resume needs: step, config, method, random states, fixed noise and each hook's state."""
+    state = session.state
+    return {"step": state.step, "steps_per_epoch": state.steps_per_epoch, "config": state.cfg.to_dict(),
+            "method": state.method.state_dict(), "rng": rng_state(), "aug_rng": session.aug_rng.get_state(),
+            "fixed_noise": session.fixed_noise.cpu(), "data_shape": asdict(session.shape),
+            "hooks": {name: value for name, value in ((h.name, h.state_dict()) for h in hooks) if value is not None}}
 
 
 def resolve_init_checkpoint(source: str | Path) -> Path:

@@ -17,6 +17,15 @@ from genlab.config import Config, validate
 from genlab.errors import GenlabError
 from genlab.gasten.pipeline import run_step1, run_step2, saved_epochs, step2_config
 from genlab.metrics import result_key
+from genlab.tune.study import (
+    open_study,
+    optimize,
+    plot_history,
+    plot_pareto,
+    report_intermediate,
+    study_knee,
+    write_summary,
+)
 
 log = logging.getLogger("genlab")
 
@@ -62,8 +71,6 @@ class Step1Objective:
         self.metric = cfg.eval.best_metric
 
     def __call__(self, trial) -> float:
-        from genlab.tune.study import report_intermediate
-
         params = suggest_step1(trial, self.cfg)
         raw = trial_raw_config(self.cfg, self.study_dir, trial.number)
         raw["training"].update({k: params[k] for k in ("lr_g", "lr_d", "beta1", "beta2")})
@@ -153,8 +160,6 @@ def tune_step1(cfg: Config, *, study_dir: Path | None = None, study_name: str | 
                n_trials: int | None = None, timeout: float | None = None,
                total_trials: int | None = None) -> TuneOutcome:
     """Search step-1 hyper-parameters minimising FID; writes summary.json, trials.csv and history.png."""
-    from genlab.tune.study import open_study, optimize, plot_history, write_summary
-
     n_trials, timeout = _run_settings(cfg, n_trials, timeout) if total_trials is None else (n_trials, timeout)
     study_dir = Path(study_dir or default_study_dir(cfg, "step1"))
     study = open_study(study_dir, study_name, ["minimize"], storage=storage, seed=cfg.tune.seed,
@@ -173,8 +178,6 @@ def tune_step2(cfg: Config, step1_run: Path, *, classifiers: list[str] | None = 
                resume: bool = False, join: bool = False, worker_index: int = 0, n_trials: int | None = None,
                timeout: float | None = None, total_trials: int | None = None) -> TuneOutcome:
     """Search α, the step-1 epoch and the classifier for (FID, ACD); writes the Pareto plot with its knee."""
-    from genlab.tune.study import open_study, optimize, plot_pareto, study_knee, write_summary
-
     n_trials, timeout = _run_settings(cfg, n_trials, timeout) if total_trials is None else (n_trials, timeout)
     classifiers = classifiers or list(cfg.tune.classifiers) or ([cfg.gasten.classifier] if cfg.gasten.classifier else [])
     available = saved_epochs(step1_run)

@@ -155,10 +155,10 @@ def test_augment_config_forms():
     assert resolve_policy(None, hflip=True).ops == ("hflip",)
     assert resolve_policy(["rotation"], hflip=True).ops == ("hflip", "rotation")
     assert resolve_policy({"ops": ["color_jitter"], "brightness": 0.1}).brightness == 0.1
-    from genlab.config import load_config
     from genlab.errors import ConfigError
+    from genlab.train import load_experiment
 
     with pytest.raises(ConfigError, match="unknown"):
-        load_config(None, ["data.augment=[hflip, twirl]"])
+        load_experiment(None, ["data.augment=[hflip, twirl]"])
     with pytest.raises(ConfigError, match="DiffAugment"):
-        load_config(None, ["training.diffaugment=color,zoom"])
+        load_experiment(None, ["training.diffaugment=color,zoom"])

@@ -11,12 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from genlab.cli import app
-from genlab.config import load_config
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.errors import CheckpointError, ConfigError, GenlabError
 from genlab.gasten import run_step1, run_step2, step1_checkpoint, step2_config
 from genlab.gasten.pipeline import saved_epochs, table
-from genlab.train.checkpoint import load_checkpoint
+from genlab.runs.checkpoint import load_checkpoint
+from genlab.train import load_experiment
 from genlab.train.classifier import ClassifierTrainConfig, train_classifier
 from genlab.train.logging import read_jsonl
 
@@ -43,7 +43,7 @@ def gasten_runs(tmp_path_factory):
         classes=[3, 0], nf=[4, 8, 16], epochs=2, max_samples=2000, output_dir=str(root / "classifiers"),
         name="cnn", progress=False, device="cpu"))
     overrides = [*SMALL, f"output_dir={root / 'runs'}"]
-    step1 = run_step1(load_config("gasten/fmnist_3v0", overrides))
+    step1 = run_step1(load_experiment("gasten/fmnist_3v0", overrides))
     yield {"root": root, "classifier": classifier.run_dir, "step1": step1.run_dir, "overrides": overrides}
     patch.undo()
 
@@ -59,7 +59,7 @@ def test_step1_keeps_a_checkpoint_and_an_fid_per_epoch(gasten_runs):
 
 
 def test_step2_lowers_acd_while_fid_stays_finite(gasten_runs):
-    cfg = step2_config(load_config("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"],
+    cfg = step2_config(load_experiment("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"],
                        classifier=str(gasten_runs["classifier"]), weight=25, epoch="last",
                        overrides=["gasten.step2_epochs=2"])
     assert cfg.gasten.ambiguity and cfg.training.init_from.endswith("last.pt")
@@ -90,7 +90,7 @@ def test_step2_starts_from_the_chosen_step1_weights(gasten_runs):
     assert step1_checkpoint(step1, "best").name == "best.pt"
     with pytest.raises(CheckpointError, match="Saved epochs: 1, 2 "):
         step1_checkpoint(step1, 7)
-    cfg = step2_config(load_config("gasten/fmnist_3v0", gasten_runs["overrides"]), step1,
+    cfg = step2_config(load_experiment("gasten/fmnist_3v0", gasten_runs["overrides"]), step1,
                        classifier=str(gasten_runs["classifier"]), epoch=1,
                        overrides=["gasten.step2_epochs=1", "training.max_steps=1", "eval.every_epochs=0",
                                   "name=from-epoch-1"])
@@ -110,9 +110,9 @@ def test_step2_starts_from_the_chosen_step1_weights(gasten_runs):
 
 def test_step2_needs_a_classifier(gasten_runs):
     with pytest.raises(GenlabError, match="classifier"):
-        step2_config(load_config("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"])
+        step2_config(load_experiment("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"])
     with pytest.raises(ConfigError, match="did you mean 'gaussian'"):
-        step2_config(load_config("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"],
+        step2_config(load_experiment("gasten/fmnist_3v0", gasten_runs["overrides"]), gasten_runs["step1"],
                      classifier="x", loss="gausian")
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from genlab.config import load_config
 from genlab.models import DataShape, DCGANDiscriminator, DCGANGenerator, build_models
 from genlab.models.dcgan import default_num_blocks, resolution_ladder
+from genlab.train import load_experiment
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3), (128, 1)])
@@ -33,7 +33,7 @@ def test_seed_notes_designs():
 
 
 def test_no_sigmoid_and_critic_norm_for_wgan_gp():
-    cfg = load_config(None, ["training.loss_type=wgan-gp", "data.image_size=64"])
+    cfg = load_experiment(None, ["training.loss_type=wgan-gp", "data.image_size=64"])
     g, d = build_models(cfg.model, DataShape(64, 3, 10), cfg.training.loss_type)
     assert any(isinstance(m, nn.InstanceNorm2d) and m.affine for m in d.modules())
     assert not any(isinstance(m, (nn.Sigmoid, nn.BatchNorm2d)) for m in d.modules())
@@ -77,11 +77,11 @@ def test_patch_and_multiscale_discriminators():
     patch = PatchDiscriminator(channels=3, base_channels=8, num_layers=3)
     x = torch.randn(2, 3, 64, 64)
     assert patch.logit_map(x).shape == (2, 1, 6, 6) and patch(x).shape == (2,)
-    cfg = load_config(None, ["model.d_scales=3", "model.discriminator=patch", "model.patch_layers=2"])
+    cfg = load_experiment(None, ["model.d_scales=3", "model.discriminator=patch", "model.patch_layers=2"])
     _, d = build_models(cfg.model, DataShape(64, 3, 1))
     assert isinstance(d, MultiScaleDiscriminator) and len(d.discriminators) == 3
     assert d(x).shape == (2,)
-    cfg = load_config(None, ["model.d_scales=2", "data.image_size=32"])
+    cfg = load_experiment(None, ["model.d_scales=2", "data.image_size=32"])
     _, d = build_models(cfg.model, DataShape(32, 1, 1))
     seen = []
     for sub in d.discriminators:
@@ -94,4 +94,4 @@ def test_resnet_refuses_patch_discriminator():
     from genlab.errors import NotSupportedYet
 
     with pytest.raises(NotSupportedYet, match="PatchGAN"):
-        load_config(None, ["model.architecture=resnet", "model.discriminator=patch"])
+        load_experiment(None, ["model.architecture=resnet", "model.discriminator=patch"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from genlab.cli_classifier import classifier_app
+from genlab.cli.classifier import classifier_app
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.errors import GenlabError
 from genlab.models.classifiers import EnsembleClassifier, TimmClassifier, load_classifier

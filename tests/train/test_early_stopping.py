@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import genlab.train.loop as loop
+import genlab.train.hooks as hooks
 from genlab.errors import CheckpointError
 from genlab.evaluation import Evaluation
-from genlab.train.checkpoint import load_checkpoint
+from genlab.runs.checkpoint import load_checkpoint
+from genlab.train import train
+from genlab.train.hooks import EarlyStopping
 from genlab.train.logging import read_jsonl
-from genlab.train.loop import EarlyStopping, train
 
 
 def test_early_stopping_counts_evaluations_without_improvement():
@@ -41,7 +42,7 @@ class ScriptedEvaluator:
 
 
 def test_loop_stops_after_patience_evaluations_and_reports_each(tiny_config, monkeypatch):
-    monkeypatch.setattr(loop, "RunEvaluator", ScriptedEvaluator)
+    monkeypatch.setattr(hooks, "RunEvaluator", ScriptedEvaluator)
     seen: list[tuple[int, float]] = []
     cfg = tiny_config("training.num_epochs=6", "eval.every_epochs=1", "eval.metrics=[acd]", "gasten.classifier=unused",
                       "eval.best_metric=acd", "eval.early_stop_patience=2", "checkpoint.every_epochs=1", "name=stop")

@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 
-from genlab.train.checkpoint import CheckpointManager, atomic_save, load_checkpoint
+from genlab.generate import load_run
+from genlab.runs.checkpoint import CheckpointManager, atomic_save, load_checkpoint
 from genlab.train.logging import read_jsonl
 from genlab.train.loop import train
 
@@ -141,3 +142,40 @@ def test_diverging_run_stops_with_advice(tiny_config):
 
     with pytest.raises(TrainingDiverged, match="learning rates"):
         train(tiny_config("name=nan", "training.max_steps=3"), callbacks=(poison,))
+
+
+def test_resume_between_log_intervals_repeats_every_metrics_line(tiny_config):
+    """The checkpoint (every 5 steps) falls inside a log interval (every 3): the straddling line must match too."""
+    knobs = ("logging.log_every=3", "checkpoint.every_steps=5", "training.num_epochs=2")
+    reference = train(tiny_config("name=reference", *knobs))
+
+    def crash(step, stats):
+        if step == 13:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_config("name=crashed", *knobs), callbacks=(crash,))
+    crashed_dir = reference.run_dir.parent / "crashed"
+    assert load_checkpoint(crashed_dir / "checkpoints" / "last.pt")["step"] == 10
+    train(resume=crashed_dir)
+    ref, res = _loss_records(reference.run_dir), _loss_records(crashed_dir)
+    assert [r["step"] for r in res] == [3, 6, 9, 12, 15, 16]
+    without_speed = [{k: v for k, v in r.items() if k != "images_per_sec"} for r in ref]
+    assert without_speed == [{k: v for k, v in r.items() if k != "images_per_sec"} for r in res]
+
+
+def test_summary_counts_parameters_and_adds_up_time_over_resumes(tiny_config):
+    first = train(tiny_config("name=summary", "training.num_epochs=1"))
+    summary = json.loads((first.run_dir / "summary.json").read_text())
+    state = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
+    method = load_run(first.run_dir).method
+    assert summary["parameters"] == {"generator": sum(p.numel() for p in method.generator.parameters()),
+                                     "discriminator": sum(p.numel() for p in method.discriminator.parameters())}
+    assert summary["parameters"]["generator"] > 1000
+    assert summary["family"] == "gan" and summary["steps"] == 8 and summary["images_seen"] == 64
+    assert summary["status"] == "finished" and summary["sample_seconds_per_image"] > 0
+    first_seconds = summary["train_seconds"]
+    assert first_seconds > 0 and state["hooks"]["summary"]["train_seconds"] > 0
+    train(resume=first.run_dir, overrides=["training.num_epochs=2"])
+    resumed = json.loads((first.run_dir / "summary.json").read_text())
+    assert resumed["steps"] == 16 and resumed["train_seconds"] > first_seconds

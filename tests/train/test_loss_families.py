@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from genlab.config import load_config
 from genlab.data import build_dataset, to_float
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.generate import load_run
 from genlab.methods import GANMethod
 from genlab.models import DataShape
+from genlab.train import load_experiment
 from genlab.train.logging import read_jsonl
 from genlab.train.loop import train
 from genlab.utils import seed_everything
@@ -42,7 +42,7 @@ def test_loss_family_learns(loss, tmp_path):
         "training.ema_decay=0", "logging.log_every=10", "logging.sample_every=1000", "logging.progress=false",
         "logging.tensorboard=false", f"output_dir={tmp_path}", "name=run", "device=cpu",
     ]
-    cfg = load_config("fashion_mnist_dcgan", overrides)
+    cfg = load_experiment("fashion_mnist_dcgan", overrides)
     real = to_float(build_dataset(cfg.data).images)
     seed_everything(cfg.data.seed)  # the same initial weights train() starts from
     initial = GANMethod(cfg, DataShape(28, 1, 10), torch.device("cpu"))

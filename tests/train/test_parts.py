@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from genlab.train.ema import EMA
-from genlab.train.schedules import lr_factor
+from genlab.methods.ema import EMA
+from genlab.methods.schedules import lr_factor
 
 
 def test_ema_follows_its_formula():
@@ -79,7 +79,7 @@ def test_stabilisers_change_what_they_should(tiny_config):
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains(tiny_config, amp):
     """bf16 autocast, and fp16 autocast with the grad scaler (exercised on CPU; meant for CUDA)."""
-    from genlab.train.checkpoint import load_checkpoint
+    from genlab.runs.checkpoint import load_checkpoint
     from genlab.train.logging import read_jsonl
     from genlab.train.loop import train
 
@@ -113,15 +113,15 @@ def test_gradient_accumulation_matches_the_full_batch_gradient(tiny_config):
     for a, b in zip(full.discriminator.parameters(), accum.discriminator.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     assert torch.allclose(full_stats["loss_d"], accum_stats["loss_d"], atol=1e-5)
-    from genlab.config import load_config
     from genlab.errors import ConfigError
+    from genlab.train import load_experiment
 
     with pytest.raises(ConfigError, match="micro-batch"):
-        load_config(None, ["training.batch_size=8", "training.grad_accum=8"])
+        load_experiment(None, ["training.batch_size=8", "training.grad_accum=8"])
 
 
 def test_progressive_schedule():
-    from genlab.train.schedules import progressive_stage
+    from genlab.methods.schedules import progressive_stage
 
     # ladder 4-8-16-32 (levels 0..3), start at level 1 (8 px), 2 epochs per stage, half of each new stage fading
     assert progressive_stage(0.5, 4, 1, 2.0, 0.5) == (1, 1.0)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import genlab.tune.gasten as tune_gasten
 from genlab.cli import app
-from genlab.config import load_config
+from genlab.train import load_experiment
 from genlab.tune.gasten import tune_step1, tune_step2
 
 TINY = [
@@ -33,7 +33,7 @@ def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
 
     def make(*extra: str):
-        return load_config("gasten/fmnist_3v0", [*TINY, f"output_dir={tmp_path / 'runs'}", *extra])
+        return load_experiment("gasten/fmnist_3v0", [*TINY, f"output_dir={tmp_path / 'runs'}", *extra])
 
     return make
 
@@ -67,7 +67,7 @@ def test_step1_study_interrupted_then_resumed(tiny, tmp_path, monkeypatch):
         assert {"lr_g", "lr_d", "beta1", "beta2", "num_blocks", "generator_base_channels"} <= set(trial.params)
         run = Path(trial.user_attrs["run_dir"])
         assert run.parent == study_dir / "trials" and (run / "checkpoints" / "epoch_0002.pt").is_file()
-        stored = load_config(str(run / "config.yaml"))
+        stored = load_experiment(str(run / "config.yaml"))
         assert stored.training.lr_g == pytest.approx(trial.params["lr_g"])
         assert stored.model.num_blocks == trial.params["num_blocks"]
     summary = json.loads((study_dir / "summary.json").read_text())

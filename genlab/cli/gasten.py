@@ -25,13 +25,13 @@ def step1(
                                           "(its own config; overrides such as training.num_epochs=20 still apply)."),
 ) -> None:
     """Train the step-1 GAN on the class pair: FID on fixed test noise and a checkpoint every epoch."""
-    from genlab.config import load_config
     from genlab.gasten import run_step1
+    from genlab.train import load_experiment
 
     if resume is not None:
         result = run_step1(None, resume=resume, overrides=overrides or [])
     else:
-        result = run_step1(load_config(config, overrides or []), preset_name=Path(config).stem)
+        result = run_step1(load_experiment(config, overrides or []), preset_name=Path(config).stem)
     typer.echo(f"Step 1 {'stopped early' if result.interrupted else 'finished'} at step {result.step}/"
                f"{result.total_steps}: {result.run_dir}")
     typer.echo(f"Next: genlab gasten step2 --config {config} --step1 {result.run_dir} --classifier <classifier run>")
@@ -50,9 +50,9 @@ def step2(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this step-2 run from its last checkpoint."),
 ) -> None:
     """Continue a step-1 GAN with L_G = L_adv + α·L_amb(C(G(z))); print and save the before/after report."""
-    from genlab.config import load_config
     from genlab.gasten import run_step2, step2_config
     from genlab.gasten.pipeline import table
+    from genlab.train import load_experiment
 
     if resume is not None:
         outcome = run_step2(None, resume=resume, overrides=overrides or [])
@@ -60,7 +60,7 @@ def step2(
         if step1_run is None:
             raise GenlabError("genlab gasten step2 needs --step1 runs/<step-1 run> (or --resume runs/<step-2 run>).")
         chosen_epoch = int(epoch) if epoch is not None and epoch.isdigit() else epoch
-        cfg = step2_config(load_config(config), step1_run, classifier=classifier, weight=weight, epoch=chosen_epoch,
+        cfg = step2_config(load_experiment(config), step1_run, classifier=classifier, weight=weight, epoch=chosen_epoch,
                            loss=loss, name=name, overrides=overrides or [])
         outcome = run_step2(cfg)
     result = getattr(outcome, "train", outcome)
@@ -116,10 +116,10 @@ def tune_step1(
     worker_index: int = typer.Option(0, "--worker-index", min=0, help="This worker's number (offsets the seed)."),
 ) -> None:
     """Search learning rates, betas, blocks and filters of the step-1 GAN, minimising FID (median pruning)."""
-    from genlab.config import load_config
+    from genlab.train import load_experiment
     from genlab.tune.gasten import tune_step1 as run
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_experiment(config, overrides or [])
     outcome = run(cfg, study_dir=study_dir, study_name=study_name, storage=storage, resume=resume, join=join,
                   worker_index=worker_index, n_trials=n_trials, timeout=timeout, total_trials=total_trials)
     _echo_trials(outcome, [cfg.eval.best_metric])
@@ -145,14 +145,14 @@ def tune_step2(
     worker_index: int = typer.Option(0, "--worker-index", min=0, help="This worker's number (offsets the seed)."),
 ) -> None:
     """Search α, the starting epoch and the classifier for low FID and low ACD; report the Pareto front and knee."""
-    from genlab.config import load_config
+    from genlab.train import load_experiment
     from genlab.tune.gasten import tune_step2 as run
 
     try:
         epoch_list = [int(e) for e in epochs.split(",") if e.strip()] if epochs else None
     except ValueError:
         raise GenlabError(f"--epochs takes comma-separated epoch numbers such as 5,8,10, not {epochs!r}.") from None
-    cfg = load_config(config, overrides or [])
+    cfg = load_experiment(config, overrides or [])
     outcome = run(cfg, step1_run, classifiers=classifier or None, epochs=epoch_list, study_dir=study_dir,
                   study_name=study_name, storage=storage, resume=resume, join=join, worker_index=worker_index,
                   n_trials=n_trials, timeout=timeout, total_trials=total_trials)

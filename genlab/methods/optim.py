@@ -1,0 +1,75 @@
+"""Optimisation pieces every family uses: Adam, micro-batches, mixed precision, scheduled learning rates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from genlab.config import TrainingConfig
+from genlab.methods.base import StepContext
+from genlab.methods.schedules import lr_factor
+
+log = logging.getLogger("genlab")
+
+
+def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
+    """Adam, using the multi-tensor kernel wherever it helps."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
+
+
+def split(tensor: torch.Tensor | None, parts: int) -> list[torch.Tensor | None]:
+    """`parts` near-equal micro-batches of a batch (or `parts` Nones)."""
+    return [None] * parts if tensor is None else list(torch.tensor_split(tensor, parts))
+
+
+def accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
+    """Add one micro-batch's stats into running totals."""
+    for key, value in values.items():
+        totals[key] = totals[key] + value if key in totals else value
+
+
+class MixedPrecision:
+    """training.amp: bf16 or fp16 autocast for forward passes, a GradScaler for fp16, and clipped steps."""
+
+    def __init__(self, amp: str, device: torch.device, grad_clip: float = 0.0) -> None:
+        if amp == "fp16" and device.type != "cuda":
+            log.warning("training.amp=fp16 on %s runs, but fp16 is meant for CUDA GPUs; bf16 is faster here.", device)
+        self.device, self.grad_clip = device, grad_clip
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+    def autocast(self) -> torch.autocast:
+        """Mixed-precision context for forward passes (disabled unless training.amp is set)."""
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward through the grad scaler (a plain backward when fp16 is off)."""
+        self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
+        """Unscale (fp16), clip to grad_clip, and step through the grad scaler."""
+        if self.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        self.scaler.step(optimizer)
+
+    def update(self) -> None:
+        """End of a training step: let the grad scaler adapt its scale."""
+        self.scaler.update()
+
+
+def schedule_learning_rates(t: TrainingConfig, ctx: StepContext,
+                            optimizers: Sequence[tuple[str, torch.optim.Optimizer, float]]) -> dict[str, torch.Tensor]:
+    """Set each (name, optimizer, base lr) to base · training.lr_schedule(epoch); the rates to log (none if constant)."""
+    factor = lr_factor(t.lr_schedule, ctx.epoch, ctx.total_epochs, warmup_epochs=t.warmup_epochs,
+                       min_ratio=t.lr_min_ratio, step_epochs=t.lr_step_epochs, gamma=t.lr_gamma)
+    for _, optimizer, base in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = base * factor
+    if t.lr_schedule == "none":
+        return {}
+    return {name: torch.tensor(base * factor) for name, _, base in optimizers}

@@ -1,0 +1,383 @@
+"""What happens around the training steps, one small hook each: logs, grids, evaluation, checkpoints.
+
+The loop (`genlab.train.loop`) walks steps and calls, for every hook in order, `on_start` once,
+`after_step` after each step and `on_end` once (also after Ctrl-C). A hook that keeps state across
+a resume returns it from `state_dict`; the checkpoint stores it under the hook's `name`. Hooks
+talk to each other only through the `TrainState` they share: the logging hook publishes the
+interval's means in `state.logged`, the grid hook its images in `state.samples`, the evaluation
+hook its results in `state.evaluation`, for the hooks after them in the same step.
+
+The default order (`default_hooks`): step callbacks → log → sample grid → diagnostics →
+evaluation (best.pt, early stopping, evaluation callbacks) → checkpoint → summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from genlab.config import Config
+from genlab.evaluation import RunEvaluator, best_key
+from genlab.images import save_grid
+from genlab.methods import Method
+from genlab.runs.checkpoint import CheckpointManager
+from genlab.runs.rundir import RunDir
+from genlab.train.diagnostics import Diagnostics
+from genlab.train.logging import Meter, RunLogger
+
+log = logging.getLogger("genlab")
+
+#: Called after every step with (step, stats); raising stops training without a final checkpoint.
+StepCallback = Callable[[int, dict[str, torch.Tensor]], None]
+#: Called after every evaluation with (epoch, results), e.g. to report to an Optuna trial; may raise to stop.
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainState:
+    """What the loop shares with its hooks: the run, where training is, and what this step produced."""
+
+    cfg: Config
+    run: RunDir
+    method: Method
+    device: torch.device
+    logger: RunLogger
+    checkpoints: CheckpointManager
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    stop_reason: str | None = None
+    #: Filled by the loop: builds the whole checkpoint (core state plus every hook's state).
+    checkpoint_state: Callable[[], dict[str, Any]] = field(default=dict, repr=False)
+    #: Published during one step, cleared before the next.
+    logged: dict[str, float] | None = None
+    samples: torch.Tensor | None = None
+    evaluation: dict[str, float] | None = None
+
+    @property
+    def epoch(self) -> float:
+        """Fractional epoch reached."""
+        return self.step / self.steps_per_epoch
+
+    @property
+    def at_epoch_end(self) -> bool:
+        """True when the step just done finished an epoch."""
+        return self.step % self.steps_per_epoch == 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the step budget is spent."""
+        return self.step >= self.total_steps
+
+    def due(self, every: int) -> bool:
+        """True every `every` steps and at the last step (0 = never)."""
+        return every > 0 and (self.step % every == 0 or self.finished)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after this step (the first reason given is kept)."""
+        self.stop_reason = self.stop_reason or reason
+
+
+class Hook:
+    """Base of every hook: override what you need; `name` keys its state in checkpoints."""
+
+    name = "hook"
+
+    def on_start(self, state: TrainState) -> None:
+        """Once, before the first step (also on resume)."""
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        """After every step, with the step's detached scalar stats."""
+
+    def on_end(self, state: TrainState) -> None:
+        """Once, when the loop stops for any reason but an exception."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to carry across a resume (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
+
+class StepCallbacks(Hook):
+    """User functions called with (step, stats) after every step (GASTeN and tests use them)."""
+
+    name = "callbacks"
+
+    def __init__(self, callbacks: tuple[StepCallback, ...]) -> None:
+        self.callbacks = callbacks
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        for callback in self.callbacks:
+            callback(state.step, stats)
+
+
+class LogHook(Hook):
+    """Averages each step's stats and appends them every `every` steps (JSONL, TensorBoard, progress bar).
+
+    The running sums go into the checkpoint, so the line that straddles a resume averages the same
+    steps as an uninterrupted run's.
+    """
+
+    name = "log"
+    PROGRESS_FIELDS = {"loss_d": "D", "loss_g": "G", "loss": "loss", "d_real": "D(x)", "d_fake": "D(G(z))",
+                       "images_per_sec": "img/s"}
+
+    def __init__(self, every: int, batch_size: int, progress: Any = None, device: torch.device | str = "cpu") -> None:
+        self.every, self.batch_size, self.progress, self.device = every, batch_size, progress, device
+        self.meter = Meter()
+        self.window_start, self.window_step = time.perf_counter(), 0
+
+    def on_start(self, state: TrainState) -> None:
+        self.window_start, self.window_step = time.perf_counter(), state.step
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        self.meter.add(stats)
+        if self.progress is not None:
+            self.progress.update(1)
+        if not state.due(self.every):
+            return
+        values = self.meter.means()
+        now = time.perf_counter()
+        values["images_per_sec"] = (state.step - self.window_step) * self.batch_size / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_step = now, state.step
+        state.logger.log(state.step, values, epoch=round(state.epoch, 4))
+        state.logged = values
+        if self.progress is not None:
+            self.progress.set_postfix(self.progress_fields(values), refresh=False)
+
+    @classmethod
+    def progress_fields(cls, values: dict[str, float]) -> dict[str, str]:
+        """Short progress-bar fields: losses, D(x), D(G(z)), images/s."""
+        return {short: (f"{values[k]:.0f}" if k == "images_per_sec" else f"{values[k]:.3f}")
+                for k, short in cls.PROGRESS_FIELDS.items() if k in values}
+
+    def on_end(self, state: TrainState) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.meter.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.meter.load_state_dict(state, self.device)
+
+
+class SampleGridHook(Hook):
+    """Every `every` steps, draws the fixed-noise grid with the method's grid options and saves it.
+
+    The method's own figures from a fixed real batch (a VAE's reconstructions and interpolation) are
+    saved beside it as `<figure>_step_XXXXXXXX.png` and `<figure>_latest.png`.
+    """
+
+    name = "samples"
+
+    def __init__(self, every: int, fixed_noise: torch.Tensor, batch_size: int,
+                 fixed_real: torch.Tensor | None = None) -> None:
+        self.every, self.fixed_noise, self.batch_size, self.fixed_real = every, fixed_noise, batch_size, fixed_real
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        if not state.due(self.every):
+            return
+        options = state.method.grid_options()
+        images = torch.cat([state.method.sample(z, options=options) for z in self.fixed_noise.split(self.batch_size)])
+        grid = save_grid(images, state.run.samples / f"step_{state.step:08d}.png")
+        save_grid(images, state.run.samples / "latest.png")
+        state.logger.image("samples", grid, state.step)
+        state.samples = images
+        if self.fixed_real is not None:
+            for name, (figure, per_row) in state.method.figures(self.fixed_real).items():
+                grid = save_grid(figure, state.run.samples / f"{name}_step_{state.step:08d}.png", nrow=per_row)
+                save_grid(figure, state.run.samples / f"{name}_latest.png", nrow=per_row)
+                state.logger.image(name, grid, state.step)
+
+
+class DiagnosticsHook(Hook):
+    """Checks what the log and grid hooks published this step (divergence, dominance, saturation)."""
+
+    name = "diagnostics"
+
+    def __init__(self) -> None:
+        self.diagnostics = Diagnostics()
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        if state.logged is not None:
+            self.diagnostics.check_losses(state.step, state.logged)
+        if state.samples is not None:
+            state.logger.log(state.step, {"sample_saturation": self.diagnostics.check_saturation(state.step,
+                                                                                                 state.samples)})
+
+
+class EarlyStopping:
+    """Counts evaluations since `metric` last improved; asks to stop after `patience` of them (0 = never)."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.metric, self.patience = metric, patience
+        self.best: float | None = None
+        self.stale = 0
+
+    def update(self, value: float | None) -> bool:
+        """Record one evaluation's value; True when training should stop."""
+        if value is None or not math.isfinite(value):
+            self.stale += 1
+        elif self.best is None or value < self.best:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return self.patience > 0 and self.stale >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.stale = state["best"], state["stale"]
+
+
+class EvaluationHook(Hook):
+    """Every `eval.every_epochs` epochs: score the generator, keep best.pt, early-stop, call eval callbacks."""
+
+    name = "evaluation"
+
+    def __init__(self, evaluator: RunEvaluator, every_epochs: int, best_metric: str, early_stopping: EarlyStopping,
+                 callbacks: tuple[EvalCallback, ...] = ()) -> None:
+        self.evaluator, self.every_epochs, self.best_metric = evaluator, every_epochs, best_metric
+        self.early_stopping, self.callbacks = early_stopping, callbacks
+        self.best: float | None = None
+        self.last: dict[str, float] | None = None
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        epochs = state.step // state.steps_per_epoch
+        if not state.at_epoch_end or not (epochs % self.every_epochs == 0 or state.finished):
+            return
+        evaluation = self.evaluator(state.method)
+        results = evaluation.results
+        extra = {} if evaluation.histogram is None else {"classifier_histogram": evaluation.histogram}
+        state.logger.log(state.step, results, epoch=epochs, evaluation=True, **extra)
+        if evaluation.probs is not None:
+            state.logger.histogram("classifier_output", evaluation.probs, state.step)
+        state.evaluation = self.last = results
+        score = results.get(best_key(self.best_metric, self.evaluator.extractor))
+        if score is not None and (self.best is None or score < self.best):
+            self.best = score
+            state.checkpoints.save_as(state.checkpoint_state(), "best.pt")
+        log.info("Epoch %d: %s", epochs, ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
+        for callback in self.callbacks:
+            callback(epochs, results)
+        watch = self.early_stopping
+        if watch.update(results.get(best_key(watch.metric, self.evaluator.extractor))):
+            state.request_stop(f"early stopping: {watch.metric} has not improved for {watch.stale} evaluations "
+                               f"(best {watch.best:.4g})")
+            log.info("Early stopping: %s has not improved for %d evaluations (best %.4g).",
+                     watch.metric, watch.stale, watch.best)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "last": self.last, "early_stop": self.early_stopping.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.last = state.get("best"), state.get("last")
+        if state.get("early_stop"):
+            self.early_stopping.load_state_dict(state["early_stop"])
+
+
+class CheckpointHook(Hook):
+    """last.pt (+ numbered snapshots) every `every_steps`, epoch_XXXX.pt every `every_epochs`, and at the end."""
+
+    name = "checkpoint"
+
+    def __init__(self, every_steps: int, every_epochs: int) -> None:
+        self.every_steps, self.every_epochs = every_steps, every_epochs
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        epochs = state.step // state.steps_per_epoch
+        if self.every_epochs and state.at_epoch_end and epochs % self.every_epochs == 0:
+            state.checkpoints.save_as(state.checkpoint_state(), f"epoch_{epochs:04d}.pt")
+        if state.step % self.every_steps == 0 and not state.finished:
+            state.checkpoints.save(state.checkpoint_state(), state.step)
+
+    def on_end(self, state: TrainState) -> None:
+        state.checkpoints.save(state.checkpoint_state(), state.step)
+
+
+class SummaryHook(Hook):
+    """Writes summary.json at the end: parameters per network, training time and images, sampling cost, metrics.
+
+    Training seconds add up over resumes (they travel in the checkpoint). Sampling time per image
+    is measured on one batch of `sample_images` (default: the training batch size, which is known to
+    fit in memory) with the method's default sampler.
+    """
+
+    name = "summary"
+
+    def __init__(self, batch_size: int, sample_images: int | None = None) -> None:
+        self.batch_size, self.sample_images = batch_size, sample_images or batch_size
+        self.previous_seconds = 0.0
+        self.started = time.perf_counter()
+        self.evaluation: EvaluationHook | None = None
+
+    def on_start(self, state: TrainState) -> None:
+        self.started = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        """Wall time spent training so far, over every session of this run."""
+        return self.previous_seconds + time.perf_counter() - self.started
+
+    def on_end(self, state: TrainState) -> None:
+        seconds = self.train_seconds()
+        method = state.method
+        noise = method.make_noise(self.sample_images, torch.Generator(state.device).manual_seed(0))
+        start = time.perf_counter()
+        method.sample(noise)
+        sample_seconds = (time.perf_counter() - start) / self.sample_images
+        summary = {
+            "family": state.cfg.model.family,
+            "architecture": state.cfg.model.architecture,
+            "parameters": method.parameter_counts(),
+            "train_seconds": round(seconds, 3),
+            "steps": state.step,
+            "total_steps": state.total_steps,
+            "images_seen": state.step * self.batch_size,
+            "sample_seconds_per_image": sample_seconds,
+            "status": "stopped" if state.stop_reason and not state.finished else "finished",
+            "stop_reason": state.stop_reason,
+            "final_metrics": self.evaluation.last if self.evaluation else None,
+            "best_metric": state.cfg.eval.best_metric if self.evaluation else None,
+            "best": self.evaluation.best if self.evaluation else None,
+        }
+        path = state.run.root / "summary.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_seconds": self.train_seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous_seconds = float(state["train_seconds"])
+
+
+def default_hooks(cfg: Config, device: torch.device, fixed_noise: torch.Tensor, fixed_real: torch.Tensor | None = None,
+                  progress: Any = None,
+                  callbacks: tuple[StepCallback, ...] = (),
+                  eval_callbacks: tuple[EvalCallback, ...] = ()) -> list[Hook]:
+    """The hooks every run gets, in order, from its config."""
+    t = cfg.training
+    hooks: list[Hook] = [StepCallbacks(callbacks), LogHook(cfg.logging.log_every, t.batch_size, progress, device),
+                         SampleGridHook(cfg.logging.sample_every, fixed_noise, t.batch_size, fixed_real), DiagnosticsHook()]
+    evaluation = None
+    if cfg.eval.metrics and cfg.eval.every_epochs:
+        watch = EarlyStopping(cfg.eval.early_stop_metric or cfg.eval.best_metric, cfg.eval.early_stop_patience)
+        evaluation = EvaluationHook(RunEvaluator(cfg, device), cfg.eval.every_epochs, cfg.eval.best_metric, watch,
+                                    eval_callbacks)
+        hooks.append(evaluation)
+    summary = SummaryHook(t.batch_size)
+    summary.evaluation = evaluation
+    hooks += [CheckpointHook(cfg.checkpoint.every_steps, cfg.checkpoint.every_epochs), summary]
+    return hooks
