@@ -7,7 +7,7 @@ family's own module (`genlab.config.gan`). Key names follow the seed notes (`tra
 the key, the value and what is allowed.
 """
 
-from genlab.config import gan
+from genlab.config import gan, vae
 from genlab.config.gan import GanConfig, GanModelConfig, GanTrainingConfig
 from genlab.config.loading import (
     apply_overrides,
@@ -39,11 +39,12 @@ from genlab.config.schema import (
     TuneConfig,
     register_family,
 )
+from genlab.config.vae import VaeConfig, VaeModelConfig, VaeTrainingConfig
 
 __all__ = [
     "DEFAULT_FAMILY", "DEFAULT_PRESET", "FAMILIES", "CheckpointConfig", "Config", "DataConfig", "EvalConfig",
     "GanConfig", "GanModelConfig", "GanTrainingConfig", "GastenConfig", "LoggingConfig", "ModelConfig", "Section",
     "TrainingConfig", "TuneConfig", "apply_overrides", "default_config", "describe_family", "describe_schema", "gan", "list_presets",
     "load_config", "parse_value", "preset_dirs", "read_yaml", "resolve_preset", "save_config", "register_family",
-    "validate",
+    "VaeConfig", "VaeModelConfig", "VaeTrainingConfig", "vae", "validate",
 ]

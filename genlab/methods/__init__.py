@@ -7,11 +7,12 @@ import torch
 from genlab.config import Config
 from genlab.methods.base import Method, SampleOptions, StepContext, truncate
 from genlab.methods.gan import GANMethod
+from genlab.methods.vae import VAEMethod
 from genlab.models import DataShape
 from genlab.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("model family")
-for _family in (GANMethod,):
+for _family in (GANMethod, VAEMethod):
     METHODS.register(_family.family)(_family)
 
 
@@ -20,4 +21,4 @@ def build_method(cfg: Config, data: DataShape, device: torch.device) -> Method:
     return METHODS.get(cfg.model.family)(cfg, data, device)
 
 
-__all__ = ["METHODS", "GANMethod", "Method", "SampleOptions", "StepContext", "build_method", "truncate"]
+__all__ = ["METHODS", "GANMethod", "Method", "SampleOptions", "StepContext", "VAEMethod", "build_method", "truncate"]

@@ -7,7 +7,8 @@ from genlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from genlab.models.gan import GAN_ARCHITECTURES, attention_sides, build_models, discriminator_norm
 from genlab.models.patch import MultiScaleDiscriminator, PatchDiscriminator
 from genlab.models.resnet import ResNetDiscriminator, ResNetGenerator
+from genlab.models.vae import VAE, VAE_ARCHITECTURES
 
 __all__ = ["GAN_ARCHITECTURES", "DCGANDiscriminator", "DCGANGenerator", "DataShape", "MultiScaleDiscriminator", "PatchDiscriminator",
            "ResNetDiscriminator",
-           "ResNetGenerator", "attention_sides", "build_models", "discriminator_norm"]
+           "ResNetGenerator", "VAE", "VAE_ARCHITECTURES", "attention_sides", "build_models", "discriminator_norm"]
