@@ -18,6 +18,10 @@ TINY = [*TINY_RUN, "model.generator_base_channels=8", "model.discriminator_base_
 #: A tiny VAE (and PatchGAN, when switched on); VGG with seeded random weights, ImageNet's are not offline.
 TINY_VAE = [*TINY_RUN, "model.family=vae", "model.latent_dim=8", "model.base_channels=8",
             "model.discriminator_base_channels=8", "model.patch_layers=2", "training.vgg_weights=null"]
+#: A tiny DDPM: two U-Net levels (16 → 8 px) with attention at 8 px, T = 50, few sampling steps.
+TINY_DDPM = [*TINY_RUN, "model.family=ddpm", "model.base_channels=8", "model.channel_mults=[1,2]",
+             "model.layers_per_block=1", "model.attention_resolutions=[8]", "model.timesteps=50",
+             "training.sampling_steps=5", "training.grid_steps=4", "training.ema_decay=0.9"]
 
 
 @pytest.fixture
@@ -26,6 +30,16 @@ def tiny_config(tmp_path: Path):
 
     def make(*overrides: str) -> Config:
         return load_experiment(None, [*TINY, f"output_dir={tmp_path / 'runs'}", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def tiny_ddpm_config(tmp_path: Path):
+    """Factory: a tiny synthetic-data DDPM config writing runs under tmp_path, with extra overrides."""
+
+    def make(*overrides: str) -> Config:
+        return load_experiment(None, [*TINY_DDPM, f"output_dir={tmp_path / 'runs'}", *overrides])
 
     return make
 

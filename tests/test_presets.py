@@ -15,6 +15,8 @@ SHRINK = {
             "model.embed_dim=8"],
     "vae": ["model.base_channels=4", "model.discriminator_base_channels=4", "model.max_channels=16",
             "model.latent_dim=8", "training.vgg_weights=null"],
+    "ddpm": ["model.base_channels=8", "model.layers_per_block=1", "model.timesteps=20", "training.sampling_steps=3",
+             "training.grid_steps=3"],
 }
 
 

@@ -7,7 +7,8 @@ family's own module (`genlab.config.gan`). Key names follow the seed notes (`tra
 the key, the value and what is allowed.
 """
 
-from genlab.config import gan, vae
+from genlab.config import ddpm, gan, vae
+from genlab.config.ddpm import DdpmConfig, DdpmModelConfig, DdpmTrainingConfig
 from genlab.config.gan import GanConfig, GanModelConfig, GanTrainingConfig
 from genlab.config.loading import (
     apply_overrides,
@@ -42,6 +43,7 @@ from genlab.config.schema import (
 from genlab.config.vae import VaeConfig, VaeModelConfig, VaeTrainingConfig
 
 __all__ = [
+    "DdpmConfig", "DdpmModelConfig", "DdpmTrainingConfig", "ddpm",
     "DEFAULT_FAMILY", "DEFAULT_PRESET", "FAMILIES", "CheckpointConfig", "Config", "DataConfig", "EvalConfig",
     "GanConfig", "GanModelConfig", "GanTrainingConfig", "GastenConfig", "LoggingConfig", "ModelConfig", "Section",
     "TrainingConfig", "TuneConfig", "apply_overrides", "default_config", "describe_family", "describe_schema", "gan", "list_presets",

@@ -6,13 +6,14 @@ import torch
 
 from genlab.config import Config
 from genlab.methods.base import Method, SampleOptions, StepContext, truncate
+from genlab.methods.ddpm import DDPMMethod
 from genlab.methods.gan import GANMethod
 from genlab.methods.vae import VAEMethod
 from genlab.models import DataShape
 from genlab.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("model family")
-for _family in (GANMethod, VAEMethod):
+for _family in (GANMethod, VAEMethod, DDPMMethod):
     METHODS.register(_family.family)(_family)
 
 
@@ -21,4 +22,4 @@ def build_method(cfg: Config, data: DataShape, device: torch.device) -> Method:
     return METHODS.get(cfg.model.family)(cfg, data, device)
 
 
-__all__ = ["METHODS", "GANMethod", "Method", "SampleOptions", "StepContext", "VAEMethod", "build_method", "truncate"]
+__all__ = ["METHODS", "DDPMMethod", "GANMethod", "Method", "SampleOptions", "StepContext", "VAEMethod", "build_method", "truncate"]

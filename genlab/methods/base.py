@@ -76,6 +76,9 @@ class Method:
     family: ClassVar[str]
     #: The family's own architecture registry (model.architecture is looked up here).
     architectures: ClassVar[Registry[Any]]
+    #: Whether saturated sample pixels point at a failing generator (a GAN's tanh, seed 004); a diffusion model's
+    #: clamped early samples or a VAE's are no such sign.
+    saturation_alarm: ClassVar[bool] = False
 
     @classmethod
     def check_config(cls, cfg: Config, source: str) -> None:
@@ -94,6 +97,10 @@ class Method:
                options: SampleOptions | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images in [-1, 1] for given latent inputs; `generator` seeds any randomness sampling adds."""
         raise NotImplementedError
+
+    def interval_values(self, means: dict[str, float]) -> dict[str, float]:
+        """The values logged for one interval, from the means of the step stats (a family may derive some)."""
+        return means
 
     def grid_options(self) -> SampleOptions:
         """Options for the fixed-noise grids drawn during training (cheap by default)."""

@@ -73,6 +73,7 @@ class GANMethod(Method):
 
     family = "gan"
     architectures = GAN_ARCHITECTURES
+    saturation_alarm = True
 
     @classmethod
     def check_config(cls, cfg: Config, source: str) -> None:

@@ -29,7 +29,7 @@ from genlab.images import save_grid
 from genlab.methods import Method
 from genlab.runs.checkpoint import CheckpointManager
 from genlab.runs.rundir import RunDir
-from genlab.train.diagnostics import Diagnostics
+from genlab.train.diagnostics import Diagnostics, saturation_ratio
 from genlab.train.logging import Meter, RunLogger
 
 log = logging.getLogger("genlab")
@@ -145,7 +145,7 @@ class LogHook(Hook):
             self.progress.update(1)
         if not state.due(self.every):
             return
-        values = self.meter.means()
+        values = state.method.interval_values(self.meter.means())
         now = time.perf_counter()
         values["images_per_sec"] = (state.step - self.window_step) * self.batch_size / max(now - self.window_start, 1e-9)
         self.window_start, self.window_step = now, state.step
@@ -212,8 +212,9 @@ class DiagnosticsHook(Hook):
         if state.logged is not None:
             self.diagnostics.check_losses(state.step, state.logged)
         if state.samples is not None:
-            state.logger.log(state.step, {"sample_saturation": self.diagnostics.check_saturation(state.step,
-                                                                                                 state.samples)})
+            ratio = (self.diagnostics.check_saturation(state.step, state.samples) if state.method.saturation_alarm
+                     else saturation_ratio(state.samples))
+            state.logger.log(state.step, {"sample_saturation": ratio})
 
 
 class EarlyStopping:
