@@ -10,7 +10,7 @@ import torch
 from genlab.data import build_dataset, to_float
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.generate import load_run
-from genlab.methods import GANMethod
+from genlab.methods import GANMethod, SampleOptions
 from genlab.models import DataShape
 from genlab.train import load_experiment
 from genlab.train.logging import read_jsonl
@@ -49,7 +49,7 @@ def test_loss_family_learns(loss, tmp_path):
     train(cfg)
     trained = load_run(tmp_path / "run", device="cpu").method
     noise = initial.make_noise(256, torch.Generator().manual_seed(1))
-    before, after = initial.sample(noise, ema=False), trained.sample(noise, ema=False)
+    before, after = (m.sample(noise, options=SampleOptions(ema=False)) for m in (initial, trained))
 
     records = [r for r in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "loss_d" in r]
     assert len(records) == 15 and all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in records)
