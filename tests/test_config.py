@@ -167,7 +167,7 @@ def test_a_key_of_another_family_names_that_family(toy_family):
     assert "'training.n_critic' is a setting of the gan family" in message and "model.family=toy" in message
     with pytest.raises(ConfigError, match="'model.width' is a setting of the toy family.*model.family=gan"):
         load_config(None, ["model.width=3"])
-    with pytest.raises(ConfigError, match="'training.loss_type' is a setting of the gan family"):
+    with pytest.raises(ConfigError, match="'training.loss_type' is a setting of the gan and vae families"):
         load_config(None, ["model.family=toy", "model.loss={name: hinge}"])  # seed 000's spelling maps, then refuses
 
 
