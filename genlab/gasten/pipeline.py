@@ -18,6 +18,7 @@ from genlab.metrics.classifier import CLASSIFIER_METRICS, output_histogram
 from genlab.report import ambiguous_grid, plot_output_histograms
 from genlab.runs.checkpoint import load_checkpoint
 from genlab.runs.rundir import RunDir
+from genlab.train.checks import check_config
 from genlab.train.loop import EvalCallback, TrainResult, train
 from genlab.utils import select_device
 
@@ -101,7 +102,10 @@ def step2_config(cfg: Config, step1_run: str | Path, *, classifier: str | None =
     raw["checkpoint"]["every_epochs"] = raw["checkpoint"]["every_epochs"] or 1
     tag = f"{g['loss']}-a{g['weight']:g}-e{g['step1_epoch']}"
     raw["name"] = name or raw["name"] or f"{cfg.name or run.root.name}-step2-{tag}"
-    return validate(raw, f"step-2 config from {step1_run} + {cfg.name or 'config'}")
+    source = f"step-2 config from {step1_run} + {cfg.name or 'config'}"
+    step2 = validate(raw, source)
+    check_config(step2, source)  # registry names (loss, classifier metrics) are checked here, not by the schema
+    return step2
 
 
 @dataclass
