@@ -18,6 +18,10 @@ class DataError(GenlabError):
     """A data set is missing, unreadable or does not fit the configuration."""
 
 
+class DataNotFoundError(DataError):
+    """A data set's files are not where genlab looks (downloading them may help)."""
+
+
 class CheckpointError(GenlabError):
     """A checkpoint or run directory is missing, corrupt or incompatible."""
 

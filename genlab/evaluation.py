@@ -3,7 +3,9 @@
 `genlab.metrics` does the numbers on any two image sources; this module knows about runs and data
 sets: it draws samples from a run's generator, streams the matching real images, picks the feature
 extractor (Inception, or the domain classifier trained once per data set), and appends results to
-the run's metrics.jsonl.
+the run's metrics.jsonl. `RunEvaluator` is the one scorer of a run: the evaluation hook during
+training and `genlab evaluate RUN` both use it, with the same noise seed, real set and KID seed, so
+they give the same numbers for the same generator.
 """
 
 from __future__ import annotations
@@ -46,24 +48,35 @@ def real_batches(dataset: ImageDataset, limit: int | None = None, batch_size: in
         yield images
 
 
+class DatasetBatches:
+    """A data set's first `limit` images as uint8 batches, iterable more than once (image and classifier metrics)."""
+
+    def __init__(self, dataset: ImageDataset, limit: int | None = None, batch_size: int = 64,
+                 num_workers: int = 0) -> None:
+        self.dataset, self.limit, self.batch_size, self.num_workers = dataset, limit, batch_size, num_workers
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return real_batches(self.dataset, self.limit, self.batch_size, self.num_workers)
+
+
 def dataset_batches(cfg: DataConfig, limit: int | None = None, batch_size: int = 64) -> Iterator[torch.Tensor]:
     """Like `real_batches`, but the data set is only built once iterated, so a statistics-cache hit reads no data."""
     yield from real_batches(build_dataset(cfg), limit, batch_size, cfg.num_workers)
 
 
-def parse_real(spec: str, data: DataConfig | None = None) -> tuple[object, str | None]:
-    """`--real` as a folder / .npz path, or `DATASET[:SPLIT]` (sized like `data`, else natively)."""
+def parse_real(spec: str, data: DataConfig | None = None, default_split: str = "train") -> tuple[object, str | None]:
+    """`--real` as a folder / .npz path, or `DATASET[:SPLIT]` (sized like `data`, else natively; default_split)."""
     path = Path(spec)
     if path.exists():
         return str(path), None
     name, _, split = spec.partition(":")
     base = data.model_dump() if data is not None else {}
-    cfg = DataConfig(**{**base, "name": name, "split": split or "train"})
+    cfg = DataConfig(**{**base, "name": name, "split": split or default_split})
     try:
         dataset = build_dataset(cfg)
     except GenlabError as err:
         raise DataError(f"--real {spec!r} is neither an existing folder/.npz nor a usable data set: {err}") from None
-    return real_batches(dataset), dataset_key(cfg, cfg.split, None)
+    return DatasetBatches(dataset), dataset_key(cfg, cfg.split, None)
 
 
 def extractor_for(cfg: Config, name: str, device: torch.device, fast: bool | str = False, download: bool = False):
@@ -110,6 +123,38 @@ def classifier_source(cfg: Config) -> str | None:
     return cfg.eval.classifier or cfg.gasten.classifier
 
 
+def noise_seed(cfg: Config) -> int:
+    """The seed of the fixed noise a run is evaluated on (during training and by `genlab evaluate`)."""
+    return cfg.data.seed + 4
+
+
+def real_set_description(cfg: Config) -> str:
+    """Which real images a run is scored against: data set, split and how many."""
+    limit = cfg.eval.real_samples
+    where = f"{cfg.data.name}" + (f" ({cfg.data.root})" if cfg.data.root else "")
+    return f"{where}, split {cfg.eval.real_split}, {f'first {limit}' if limit else 'all'} images"
+
+
+def score_sources(fake: object, real: object, metrics: Sequence[str], *, extractor: object | None,
+                  classifier: str | None = None, real_cache_key: str | None = None, seed: int = 0,
+                  batch_size: int | None = None, device: torch.device | None = None) -> dict[str, float]:
+    """Image metrics and classifier metrics (acd, focd, hubris with `classifier`) of any two image sources."""
+    image_metrics = [m for m in metrics if m not in CLASSIFIER_METRICS]
+    wanted = [m for m in metrics if m in CLASSIFIER_METRICS]
+    results = evaluate(fake, real, image_metrics, extractor=extractor, real_cache_key=real_cache_key,
+                       batch_size=batch_size, seed=seed) if image_metrics else {}
+    if wanted:
+        if classifier is None:
+            raise GenlabError(f"The metrics {', '.join(wanted)} need a binary classifier: pass --classifier "
+                              "runs/classifiers/<name> (from `genlab classifier train`).")
+        extractor = ClassifierExtractor(load_classifier(classifier, device=device), device=device)
+        real_key = None if real_cache_key is None else "classifier-" + real_cache_key
+        values, _, _ = classifier_metrics(fake, extractor, wanted, real=real, real_cache_key=real_key,
+                                          batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        results.update(values)
+    return results
+
+
 @dataclass
 class Evaluation:
     """One evaluation of a generator: metric values and, with a classifier, its outputs on the samples."""
@@ -127,13 +172,23 @@ class RunEvaluator:
     and real statistics are cached per data set, so evaluating every epoch costs only the fake images.
     """
 
-    def __init__(self, cfg: Config, device: torch.device, metrics: Sequence[str] | None = None) -> None:
+    def __init__(self, cfg: Config, device: torch.device, metrics: Sequence[str] | None = None, *,
+                 extractor: object | None = None, batch_size: int | None = None) -> None:
         self.cfg, self.device = cfg, device
         names = list(cfg.eval.metrics if metrics is None else metrics)
         self.image_metrics = [m for m in names if m not in CLASSIFIER_METRICS]
         self.classifier_metrics = [m for m in names if m in CLASSIFIER_METRICS]
-        self._extractor: object | None = None
+        self._extractor: object | None = extractor
         self._classifier: object | None = None
+        self.batch_size = batch_size
+
+    def describe(self, num_samples: int | None = None, seed: int | None = None) -> str:
+        """What a call scores: the fake samples (count, noise seed), the real set, and the KID/IS seed."""
+        cfg = self.cfg
+        n = num_samples or cfg.eval.num_samples
+        seed = noise_seed(cfg) if seed is None else seed
+        return (f"fake: {n} samples, noise seed {seed}; real: {real_set_description(cfg)}; "
+                f"metric seed {cfg.data.seed}")
 
     @property
     def extractor(self) -> object | None:
@@ -162,13 +217,14 @@ class RunEvaluator:
                  options: SampleOptions | None = None) -> Evaluation:
         """Generate eval.num_samples images from fixed noise (with the sampler `options`) and score them."""
         cfg = self.cfg
-        seed = cfg.data.seed + 4 if seed is None else seed
+        seed = noise_seed(cfg) if seed is None else seed
         fake = generate(method, num_samples or cfg.eval.num_samples, seed=seed, batch_size=cfg.training.batch_size,
                         options=options)
         results: dict[str, float] = {}
         if self.image_metrics:
             results.update(score_samples(cfg, fake, self.image_metrics, extractor=self.extractor,
-                                         real_limit=cfg.eval.real_samples, seed=cfg.data.seed))
+                                         real_limit=cfg.eval.real_samples, seed=cfg.data.seed,
+                                         batch_size=self.batch_size))
         evaluation = Evaluation(results, fake)
         if self.classifier_metrics:
             split = cfg.eval.real_split

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from genlab.errors import GenlabError
+from genlab.errors import ConfigError, GenlabError
 
 T = TypeVar("T")
 
@@ -45,6 +45,14 @@ class Registry(Generic[T]):
                 f"Available: {', '.join(self.names())}."
             )
         return self._items[name]
+
+    def require(self, name: str, key: str, source: str) -> None:
+        """Raise a ConfigError for config key `key` (in `source`) when its value `name` is not registered here."""
+        if name not in self._items:
+            hint = closest(name, self.names())
+            raise ConfigError(f"Invalid configuration ({source}): '{key}' = {name!r} is not known"
+                              + (f" — did you mean {hint!r}?" if hint else ".")
+                              + f" Available: {', '.join(self.names())}.")
 
     def names(self) -> list[str]:
         """All registered names, sorted."""

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from genlab.config import Config
-from genlab.train import load_experiment
+from genlab.train import load_experiment, train
 
 TINY_RUN = [
     "data.name=synthetic", "data.image_size=16", "data.num_samples=64", "training.batch_size=8",
     "logging.log_every=1", "logging.sample_every=4", "logging.num_sample_images=16", "logging.progress=false",
-    "checkpoint.every_steps=5", "device=cpu",
+    "checkpoint.every_steps=5", "device=cpu", "logging.report=false",
 ]
 TINY = [*TINY_RUN, "model.generator_base_channels=8", "model.discriminator_base_channels=8", "model.latent_dim=8"]
 #: A tiny VAE (and PatchGAN, when switched on); VGG with seeded random weights, ImageNet's are not offline.
@@ -52,3 +52,23 @@ def tiny_vae_config(tmp_path: Path):
         return load_experiment(None, [*TINY_VAE, f"output_dir={tmp_path / 'runs'}", *overrides])
 
     return make
+
+
+@pytest.fixture
+def crash_and_resume():
+    """Train a reference run and a twin that crashes after `crash_step`, resume the twin; their run directories."""
+
+    def run(make, knobs: tuple[str, ...], crash_step: int) -> tuple[Path, Path]:
+        reference = train(make("name=reference", *knobs))
+
+        def crash(step, stats):
+            if step == crash_step:
+                raise RuntimeError("simulated crash")
+
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(make("name=crashed", *knobs), callbacks=(crash,))
+        crashed = reference.run_dir.parent / "crashed"
+        train(resume=crashed)
+        return reference.run_dir, crashed
+
+    return run

@@ -84,3 +84,109 @@ def test_truncation_trick_bounds_noise_and_changes_samples(trained_run, tmp_path
     result = runner.invoke(app, ["sample", str(trained_run), "--n", "4", "--out", str(cut), "--truncation", "0.5"])
     assert result.exit_code == 0
     assert not np.array_equal(np.load(plain)["images"], np.load(cut)["images"])
+
+
+def _options(*path: str) -> dict[str, object]:
+    """The click options of `genlab <path...>` by their longest name."""
+    import typer
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return {max(p.opts, key=len): p for p in command.params if p.opts and p.opts[0].startswith("-")}
+
+
+def test_resume_takes_a_directory_on_every_command():
+    for path in (("train",), ("gasten", "step1"), ("gasten", "step2"), ("gasten", "tune", "step1"),
+                 ("gasten", "tune", "step2")):
+        option = _options(*path)["--resume"]
+        assert not option.is_flag, path  # a value (the directory), not an on/off switch
+
+
+def test_gasten_option_names_say_what_they_hold():
+    step2, tune2 = _options("gasten", "step2"), _options("gasten", "tune", "step2")
+    assert {"--classifier", "--step1-epoch"} <= set(step2) and "--epoch" not in step2
+    assert {"--classifier-choice", "--step1-epochs"} <= set(tune2)
+    assert not {"--classifier", "--epochs", "--epoch"} & set(tune2)
+    assert tune2["--classifier-choice"].multiple and not step2["--classifier"].multiple
+
+
+@pytest.mark.parametrize("command,flags", [
+    ("step1", ["--config", "gasten/fmnist_3v0"]),
+    ("step2", ["--weight", "3"]),
+    ("step2", ["--config", "gasten/fmnist_3v0", "--step1", "runs/x", "--classifier", "c"]),
+])
+def test_gasten_resume_refuses_options_it_would_ignore(command, flags, tmp_path):
+    result = CliRunner().invoke(app, ["gasten", command, "--resume", str(tmp_path), *flags])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "--resume continues a run with its own saved config" in message
+    assert all(flag in message for flag in flags if flag.startswith("--"))
+
+
+def test_gasten_steps_say_when_they_stopped_early(monkeypatch, tmp_path):
+    import genlab.gasten
+    from genlab.train.loop import TrainResult
+
+    stopped = TrainResult(tmp_path, 48, 160, interrupted=False, early_stopped=True,
+                          stop_reason="early stopping: fid has not improved for 2 evaluations (best 3.1)")
+    monkeypatch.setattr(genlab.gasten, "run_step1", lambda *a, **k: stopped)
+    monkeypatch.setattr(genlab.gasten, "run_step2", lambda *a, **k: stopped)
+    for command in ("step1", "step2"):
+        result = CliRunner().invoke(app, ["gasten", command, "--resume", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert "stopped early (early stopping: fid has not improved for 2 evaluations (best 3.1))" in result.output
+        assert "finished" not in result.output
+
+
+def test_config_show_takes_the_preset_either_way():
+    runner = CliRunner()
+    positional = runner.invoke(app, ["config", "show", "gasten/fmnist_3v0", "training.lr_g=1e-3"])
+    option = runner.invoke(app, ["config", "show", "--config", "gasten/fmnist_3v0", "training.lr_g=1e-3"])
+    assert positional.exit_code == 0 and option.exit_code == 0, option.output
+    assert positional.output == option.output and "classes: [3, 0]" in option.output and "lr_g: 0.001" in option.output
+    both = runner.invoke(app, ["config", "show", "mnist_dcgan", "--config", "gasten/fmnist_3v0"])
+    assert both.exit_code != 0 and "either" in str(both.exception)
+
+
+def test_prepare_data_downloads_only_what_is_missing(monkeypatch):
+    import genlab.data
+    from genlab.errors import DataError, DataNotFoundError
+
+    calls = []
+
+    def build(cfg, split=None):
+        calls.append((cfg.split, cfg.download))
+        if cfg.name == "broken":
+            raise DataError("the IDX file is truncated")
+        if not cfg.download and cfg.split == "test":
+            raise DataNotFoundError("not found")
+        return [0] * 3
+
+    monkeypatch.setattr(genlab.data, "build_dataset", build)
+    result = CliRunner().invoke(app, ["prepare", "data", "mnist"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("train", False), ("test", False), ("test", True)]  # train and test by default
+    assert "already available: 3 images (train)" in result.output and "Downloaded mnist: 3 images (test)" in result.output
+    calls.clear()
+    result = CliRunner().invoke(app, ["prepare", "data", "broken", "--split", "train"])
+    assert result.exit_code != 0 and "truncated" in str(result.exception)
+    assert calls == [("train", False)]  # no download retry for an error that is not "not found"
+
+
+def test_tune_resume_names_the_study_directory(monkeypatch, tmp_path):
+    import genlab.tune.gasten
+
+    seen = {}
+
+    def fake_tune(cfg, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(genlab.tune.gasten, "tune_step1", fake_tune)
+    result = CliRunner().invoke(app, ["gasten", "tune", "step1", "--resume", str(tmp_path / "study")])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is True and seen["study_dir"] == tmp_path / "study"
+    clash = CliRunner().invoke(app, ["gasten", "tune", "step1", "--resume", str(tmp_path / "a"),
+                                     "--study-dir", str(tmp_path / "b")])
+    assert clash.exit_code != 0 and "name different studies" in str(clash.exception)

@@ -16,6 +16,8 @@ import typer
 
 from genlab.cli.classifier import classifier_app
 from genlab.cli.gasten import gasten_app
+from genlab.cli.outcome import ended, refuse_with_resume
+from genlab.cli.runs import register as register_run_commands
 from genlab.errors import GenlabError
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(prepare_app, name="prepare")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(gasten_app, name="gasten")
+register_run_commands(app)
 
 
 def _schema_help() -> str:
@@ -51,19 +54,13 @@ def train(
     from genlab.train import train as run_training
 
     if resume is not None:
-        if config is not None:
-            raise GenlabError("--resume continues a run with its own saved config; leave out --config "
-                              "(overrides such as training.num_epochs=20 are still allowed).")
+        refuse_with_resume("train", {"--config": config})
         result = run_training(resume=resume, overrides=overrides or [])
     else:
         cfg = load_experiment(config, overrides or [])
         preset = Path(config).stem if config else None
         result = run_training(cfg, preset_name=preset)
-    if result.early_stopped:
-        state = f"stopped early ({result.stop_reason})"
-    else:
-        state = "interrupted" if result.interrupted else "finished"
-    typer.echo(f"Training {state} at step {result.step}/{result.total_steps}.")
+    typer.echo(f"Training {ended(result)} at step {result.step}/{result.total_steps}.")
     typer.echo(f"Results: {result.run_dir}  (samples/latest.png, metrics.jsonl, checkpoints/last.pt)")
     if result.interrupted:
         typer.echo(f"Continue with: genlab train --resume {result.run_dir}")
@@ -95,14 +92,43 @@ def sample(
     typer.echo(f"Wrote {n} samples from step {loaded.step} to {path}")
 
 
+METRICS_HELP = ("Comma-separated metrics: fid, kid, is, prdc or any other registered one (an unknown name lists them "
+                "all), and the classifier metrics acd, focd, hubris (with --classifier, or the run's eval.classifier / "
+                "gasten.classifier).")
+
+
+def _metric_names(metrics: str) -> list[str]:
+    """--metrics as names, each checked against the metric registry and the classifier metrics."""
+    from genlab.metrics import METRICS
+    from genlab.metrics.classifier import CLASSIFIER_METRICS
+    from genlab.registry import closest
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    known = [*METRICS.names(), *CLASSIFIER_METRICS]
+    for name in names:
+        if name not in known:
+            hint = closest(name, known)
+            raise GenlabError(f"--metrics: {name!r} is not a metric" + (f" — did you mean {hint!r}?" if hint else ".")
+                              + f" Available: {', '.join(known)}.")
+    if not names:
+        raise GenlabError(f"--metrics needs at least one metric name, e.g. fid. Available: {', '.join(known)}.")
+    return names
+
+
 @app.command()
 def evaluate(
     run_dir: Optional[Path] = typer.Argument(None, help="A run directory to sample from (or use --fake)."),
-    metrics: str = typer.Option("fid", "--metrics", help="Comma-separated: fid, kid, is, prdc."),
-    n: int = typer.Option(10000, "--n", min=2, help="Samples to generate from the run."),
-    real: Optional[str] = typer.Option(None, "--real", help="Folder, .npz, or DATASET[:SPLIT] (default: the run's data)."),
+    metrics: str = typer.Option("fid", "--metrics", help=METRICS_HELP),
+    n: Optional[int] = typer.Option(None, "--n", min=2, help="Samples to generate from the run (default: its eval.num_samples)."),
+    real: Optional[str] = typer.Option(
+        None, "--real", help="Folder, .npz, or DATASET[:SPLIT] (default: the run's data at eval.real_split, first "
+        "eval.real_samples images, as during training; a DATASET without SPLIT takes eval.real_split too)."),
     fake: Optional[str] = typer.Option(None, "--fake", help="Folder or .npz of generated images (instead of a run)."),
-    extractor: str = typer.Option("inception", "--extractor", help="inception, or domain (classifier of the data set)."),
+    extractor: Optional[str] = typer.Option(
+        None, "--extractor", help="inception, or domain (classifier of the data set); default: the run's eval.extractor."),
+    classifier: Optional[str] = typer.Option(
+        None, "--classifier", help="Binary classifier run/.pt (comma list = ensemble) for acd, focd, hubris "
+        "(default: the run's eval.classifier or gasten.classifier)."),
     checkpoint: str = typer.Option("last", "--checkpoint", help="last, best, step_XXXXXXXX or a .pt path."),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Sample the EMA generator."),
     fast: bool = typer.Option(False, "--fast", help="Faster reduced-precision features (fp16 CUDA, bf16 AMX, else int8)."),
@@ -112,23 +138,30 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, help="Feature-extraction batch (default 256 on CUDA, 64 else; halved on OOM)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Noise seed for sampling; also seeds KID subsets."),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Noise seed (default: the run's evaluation noise, data.seed + 4, as during training; "
+        "0 for --fake). KID subsets and IS use the run's data.seed."),
     download: bool = typer.Option(False, "--download", help="Allow downloading Inception weights if none are local."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: ddpm, ddim or dpm++ (others ignore it)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion sampling steps (default: the run's)."),
     eta: Optional[float] = typer.Option(None, "--eta", help="DDIM's eta in [0, 1] (0 = deterministic)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
 ) -> None:
-    """Score a run's samples (or any two image sources) with FID, KID, IS, precision/recall, density/coverage."""
-    from genlab.evaluation import extractor_for, parse_real, score_samples
+    """Score a run's samples (or any two image sources) with any registered metric; prints what it compared.
+
+    On a run, the defaults reproduce the run's own evaluation during training: the same noise, real
+    images, sample count and seeds, so a generator gets the same FID here as in its metrics.jsonl.
+    """
+    from genlab.evaluation import RunEvaluator, extractor_for, noise_seed, parse_real, score_sources
     from genlab.generate import generate, load_run
     from genlab.methods import SampleOptions
     from genlab.metrics import build_extractor
-    from genlab.metrics import evaluate as evaluate_sources
+    from genlab.metrics.classifier import CLASSIFIER_METRICS
     from genlab.train.logging import RunLogger
     from genlab.utils import select_device
 
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    names = _metric_names(metrics)
+    needs_extractor = any(m not in CLASSIFIER_METRICS for m in names)
     torch_device = select_device(device)
     fast_mode = fast_precision or fast
     if run_dir is None:
@@ -137,23 +170,39 @@ def evaluate(
         if extractor == "domain":
             raise GenlabError("--extractor domain needs a run (it trains on the run's data set); use inception here.")
         real_source, key = parse_real(real)
-        feats = build_extractor(extractor, download=download, device=torch_device, fast=fast_mode)
-        results = evaluate_sources(fake, real_source, names, extractor=feats, real_cache_key=key,
-                                   batch_size=batch_size, seed=seed)
+        feats = build_extractor(extractor or "inception", download=download, device=torch_device,
+                                fast=fast_mode) if needs_extractor else None
+        seed = 0 if seed is None else seed
+        typer.echo(f"Comparing {fake} with {real} (seed {seed}).")
+        results = score_sources(fake, real_source, names, extractor=feats, classifier=classifier, real_cache_key=key,
+                                seed=seed, batch_size=batch_size, device=torch_device)
     else:
         loaded = load_run(run_dir, checkpoint, device)
-        feats = extractor_for(loaded.cfg, extractor, torch_device, fast_mode, download)
+        cfg = loaded.cfg
+        updates = {k: v for k, v in {"extractor": extractor, "classifier": classifier}.items() if v is not None}
+        if fast_mode:
+            updates["fast"] = fast_mode
+        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=updates)})
+        feats = extractor_for(cfg, cfg.eval.extractor, torch_device, cfg.eval.fast, download) if needs_extractor else None
         options = SampleOptions(ema=ema, sampler=sampler, steps=steps, eta=eta)
-        images = generate(loaded.method, n, seed=seed, options=options)
+        seed = noise_seed(cfg) if seed is None else seed
+        n = n or cfg.eval.num_samples
         if real is None:
-            results = score_samples(loaded.cfg, images, names, extractor=feats, seed=seed, batch_size=batch_size)
+            evaluator = RunEvaluator(cfg, torch_device, names, extractor=feats, batch_size=batch_size)
+            typer.echo(f"Scoring {run_dir} ({checkpoint}, step {loaded.step}, {'EMA' if ema else 'raw'} generator): "
+                       f"{evaluator.describe(n, seed)}.")
+            results = evaluator(loaded.method, seed=seed, num_samples=n, options=options).results
         else:
-            real_source, key = parse_real(real, loaded.cfg.data)
-            results = evaluate_sources(images, real_source, names, extractor=feats, real_cache_key=key,
-                                       batch_size=batch_size, seed=seed)
+            real_source, key = parse_real(real, cfg.data, cfg.eval.real_split)
+            typer.echo(f"Scoring {run_dir} ({checkpoint}, step {loaded.step}): fake: {n} samples, noise seed {seed}; "
+                       f"real: {real}; metric seed {cfg.data.seed}.")
+            images = generate(loaded.method, n, seed=seed, batch_size=cfg.training.batch_size, options=options)
+            results = score_sources(images, real_source, names, extractor=feats,
+                                    classifier=classifier or cfg.eval.classifier or cfg.gasten.classifier,
+                                    real_cache_key=key, seed=cfg.data.seed, batch_size=batch_size, device=torch_device)
         logger = RunLogger(Path(run_dir), tensorboard=False)
-        logger.log(loaded.step, results, evaluation=True, checkpoint=checkpoint, samples=n, extractor=extractor,
-                   precision=feats.precision)
+        logger.log(loaded.step, results, evaluation=True, checkpoint=checkpoint, samples=n, seed=seed,
+                   extractor=cfg.eval.extractor, precision=getattr(feats, "precision", None))
         logger.close()
     width = max((len(k) for k in results), default=6)
     typer.echo(f"{'metric':<{width}}  value")
@@ -165,11 +214,20 @@ def evaluate(
 def config_show(
     preset: Optional[str] = typer.Argument(None, help="Preset name or YAML path (default: built-in defaults)."),
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides to apply first."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="YAML file or preset name, as for train (instead of the positional PRESET)."),
 ) -> None:
     """Print a resolved configuration with every key, its value and its description."""
     from genlab.config import describe_schema, load_config
 
-    cfg = load_config(preset, overrides or [])
+    overrides = list(overrides or [])
+    if preset is not None and "=" in preset:  # `config show a.b=1` or `config show --config X a.b=1`
+        overrides.insert(0, preset)
+        preset = None
+    if config is not None and preset is not None:
+        raise GenlabError(f"Give the config once: either `genlab config show {preset}` or "
+                          f"`genlab config show --config {config}`, not both.")
+    cfg = load_config(config or preset, overrides)
     typer.echo("\n".join(describe_schema(values=cfg)))
 
 
@@ -186,20 +244,23 @@ def config_list() -> None:
 def prepare_data(
     name: str = typer.Argument(..., help="Data set name, e.g. fashion-mnist, mnist, cifar10."),
     root: Optional[str] = typer.Option(None, "--root", help="Where to put it (default: $GENLAB_DATA or ./data)."),
-    split: str = typer.Option("train", "--split"),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="One split to check (default: train and test, the splits training and evaluation read)."),
 ) -> None:
     """Make a data set available offline: use local files if present, otherwise download it now."""
     from genlab.config import DataConfig
     from genlab.data import build_dataset
+    from genlab.errors import DataNotFoundError
 
-    try:
-        dataset = build_dataset(DataConfig(name=name, root=root, split=split, download=False))
-        typer.echo(f"{name} is already available: {len(dataset)} images ({split}).")
-        return
-    except GenlabError:
-        pass
-    dataset = build_dataset(DataConfig(name=name, root=root, split=split, download=True))
-    typer.echo(f"Downloaded {name}: {len(dataset)} images ({split}).")
+    for part in [split] if split else ["train", "test"]:
+        try:
+            dataset = build_dataset(DataConfig(name=name, root=root, split=part, download=False))
+            typer.echo(f"{name} is already available: {len(dataset)} images ({part}).")
+            continue
+        except DataNotFoundError:  # only missing files call for a download; any other error is the user's to fix
+            pass
+        dataset = build_dataset(DataConfig(name=name, root=root, split=part, download=True))
+        typer.echo(f"Downloaded {name}: {len(dataset)} images ({part}).")
 
 
 @prepare_app.command("faces")
@@ -207,15 +268,20 @@ def prepare_faces(
     src: Path = typer.Option(..., "--src", help="Folder of photos (searched recursively; sub-folders kept)."),
     out: Path = typer.Option(..., "--out", help="Where aligned crops go (a cache: up-to-date crops are kept)."),
     size: int = typer.Option(128, "--size", min=16, help="Side of the aligned square crops."),
-    device: str = typer.Option("cpu", "--device", help="Device for the MTCNN detector."),
+    device: str = typer.Option("auto", "--device", help="Device for the MTCNN detector: auto (CUDA, else CPU), cpu, cuda."),
     margin: float = typer.Option(0.0, "--margin", min=0.0, help="Zoom out around the face for more context."),
+    heldout: int = typer.Option(
+        5000, "--heldout", min=0, help="Faces held out in OUT/test/ for FID (at most a tenth; the rest go to "
+        "OUT/train/); 0 writes one flat folder."),
 ) -> None:
     """Detect faces with MTCNN, align them to canonical eye/nose/mouth positions, cache the crops."""
     from genlab.data.faces import prepare_faces as run
 
-    report = run(src, out, size=size, device=device, margin=margin)
+    report = run(src, out, size=size, device=device, margin=margin, heldout=heldout)
     typer.echo(report.summary())
-    typer.echo(f"Train on them with: genlab train data.name=imagefolder data.root={out} data.image_size={size}")
+    evaluation = " eval.real_split=test" if heldout else ""
+    typer.echo(f"Train on them with: genlab train data.name=imagefolder data.root={out} data.image_size={size}"
+               f"{evaluation}  (the faces_* presets read data/faces_aligned)")
 
 
 def main() -> None:
@@ -227,7 +293,8 @@ def main() -> None:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("Interrupted. Runs continue with --resume (a search: the same command with --resume).", err=True)
+        typer.echo("Interrupted. Continue with --resume <run directory> (a search: the same command with "
+                   "--resume <study directory>).", err=True)
         sys.exit(130)
 
 

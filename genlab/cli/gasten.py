@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from genlab.cli.outcome import ended, refuse_with_resume
 from genlab.errors import GenlabError
 
 gasten_app = typer.Typer(
@@ -14,13 +15,15 @@ gasten_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None,
 )
 
-CONFIG_HELP = "YAML file or preset, e.g. gasten/fmnist_3v0 (configs/gasten/fmnist_3v0.yaml)."
+DEFAULT_CONFIG = "gasten/fmnist_3v0"
+CONFIG_HELP = f"YAML file or preset, e.g. gasten/mnist_7v1 (default {DEFAULT_CONFIG}: configs/gasten/fmnist_3v0.yaml)."
+CLASSIFIER_HELP = "Classifier run dir or .pt; a comma list is one ensemble (mean of probabilities)."
 
 
 @gasten_app.command("step1")
 def step1(
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides such as training.num_epochs=5."),
-    config: str = typer.Option("gasten/fmnist_3v0", "--config", "-c", help=CONFIG_HELP),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this step-1 run from its last checkpoint "
                                           "(its own config; overrides such as training.num_epochs=20 still apply)."),
 ) -> None:
@@ -29,22 +32,27 @@ def step1(
     from genlab.train import load_experiment
 
     if resume is not None:
+        refuse_with_resume("gasten step1", {"--config": config})
         result = run_step1(None, resume=resume, overrides=overrides or [])
     else:
+        config = config or DEFAULT_CONFIG
         result = run_step1(load_experiment(config, overrides or []), preset_name=Path(config).stem)
-    typer.echo(f"Step 1 {'stopped early' if result.interrupted else 'finished'} at step {result.step}/"
-               f"{result.total_steps}: {result.run_dir}")
-    typer.echo(f"Next: genlab gasten step2 --config {config} --step1 {result.run_dir} --classifier <classifier run>")
+    typer.echo(f"Step 1 {ended(result)} at step {result.step}/{result.total_steps}: {result.run_dir}")
+    if result.interrupted:
+        typer.echo(f"Continue with: genlab gasten step1 --resume {result.run_dir}")
+    typer.echo(f"Next: genlab gasten step2 --config {config or '<its config>'} --step1 {result.run_dir} "
+               "--classifier <classifier run>")
 
 
 @gasten_app.command("step2")
 def step2(
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides applied to the step-2 config."),
-    config: str = typer.Option("gasten/fmnist_3v0", "--config", "-c", help=CONFIG_HELP),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     step1_run: Optional[Path] = typer.Option(None, "--step1", help="The step-1 run directory to continue from."),
-    classifier: Optional[str] = typer.Option(None, "--classifier", help="Classifier run dir/.pt (comma list = ensemble)."),
+    classifier: Optional[str] = typer.Option(None, "--classifier", help=CLASSIFIER_HELP + " (gasten.classifier)"),
     weight: Optional[float] = typer.Option(None, "--weight", help="α, the ambiguity-loss weight (default gasten.weight)."),
-    epoch: Optional[str] = typer.Option(None, "--epoch", help="Step-1 epoch to start from: best, last or a number."),
+    step1_epoch: Optional[str] = typer.Option(
+        None, "--step1-epoch", help="The step-1 epoch to start from: best, last or a number (gasten.step1_epoch)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="Ambiguity loss: confusion, kl or gaussian."),
     name: Optional[str] = typer.Option(None, "--name", help="Step-2 run name (default: <step1>-step2-<loss>-a<α>-e<epoch>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this step-2 run from its last checkpoint."),
@@ -55,17 +63,21 @@ def step2(
     from genlab.train import load_experiment
 
     if resume is not None:
+        refuse_with_resume("gasten step2", {"--config": config, "--step1": step1_run, "--classifier": classifier,
+                                            "--weight": weight, "--step1-epoch": step1_epoch, "--loss": loss,
+                                            "--name": name})
         outcome = run_step2(None, resume=resume, overrides=overrides or [])
     else:
         if step1_run is None:
             raise GenlabError("genlab gasten step2 needs --step1 runs/<step-1 run> (or --resume runs/<step-2 run>).")
-        chosen_epoch = int(epoch) if epoch is not None and epoch.isdigit() else epoch
-        cfg = step2_config(load_experiment(config), step1_run, classifier=classifier, weight=weight, epoch=chosen_epoch,
-                           loss=loss, name=name, overrides=overrides or [])
+        chosen_epoch = int(step1_epoch) if step1_epoch is not None and step1_epoch.isdigit() else step1_epoch
+        cfg = step2_config(load_experiment(config or DEFAULT_CONFIG), step1_run, classifier=classifier, weight=weight,
+                           epoch=chosen_epoch, loss=loss, name=name, overrides=overrides or [])
         outcome = run_step2(cfg)
     result = getattr(outcome, "train", outcome)
-    typer.echo(f"Step 2 {'stopped early' if result.interrupted else 'finished'} at step {result.step}/"
-               f"{result.total_steps}: {result.run_dir}")
+    typer.echo(f"Step 2 {ended(result)} at step {result.step}/{result.total_steps}: {result.run_dir}")
+    if result.interrupted:
+        typer.echo(f"Continue with: genlab gasten step2 --resume {result.run_dir}")
     if hasattr(outcome, "comparison"):
         typer.echo(table(outcome.comparison))
         for label, path in outcome.files.items():
@@ -79,6 +91,18 @@ gasten_app.add_typer(tune_app, name="tune")
 STUDY_DIR_HELP = "Where the study lives (default <output_dir>/tune/<name>-step1|step2): study.db, trials/, plots."
 STORAGE_HELP = "SQLAlchemy URL, e.g. postgresql://user:pw@host/db for workers on several machines (default: SQLite)."
 JOIN_HELP = "Join a shared study as one more worker (created by whichever worker comes first)."
+RESUME_HELP = ("Continue the study in this directory after a crash or Ctrl-C (its study.json names the study and "
+               "storage), as `train --resume` continues a run directory.")
+
+
+def _study_dir(study_dir: Optional[Path], resume: Optional[Path]) -> Optional[Path]:
+    """The study directory: --resume's, or --study-dir (both given must agree)."""
+    if resume is None:
+        return study_dir
+    if study_dir is not None and Path(study_dir).resolve() != Path(resume).resolve():
+        raise GenlabError(f"--resume {resume} and --study-dir {study_dir} name different studies; --resume takes the "
+                          "study directory, so leave out --study-dir.")
+    return resume
 
 
 def _echo_trials(outcome, objectives: list[str]) -> None:
@@ -104,14 +128,14 @@ def _echo_trials(outcome, objectives: list[str]) -> None:
 @tune_app.command("step1")
 def tune_step1(
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. training.num_epochs=5."),
-    config: str = typer.Option("gasten/fmnist_3v0", "--config", "-c", help=CONFIG_HELP),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", help=CONFIG_HELP),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to search (default tune.timeout)."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to run now (default tune.n_trials)."),
     total_trials: Optional[int] = typer.Option(None, "--total-trials", help="Run until the study holds this many."),
     study_dir: Optional[Path] = typer.Option(None, "--study-dir", help=STUDY_DIR_HELP),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Name of the study in its storage."),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the study after a crash or Ctrl-C."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help=RESUME_HELP),
     join: bool = typer.Option(False, "--join", help=JOIN_HELP),
     worker_index: int = typer.Option(0, "--worker-index", min=0, help="This worker's number (offsets the seed)."),
 ) -> None:
@@ -119,9 +143,10 @@ def tune_step1(
     from genlab.train import load_experiment
     from genlab.tune.gasten import tune_step1 as run
 
+    study_dir = _study_dir(study_dir, resume)
     cfg = load_experiment(config, overrides or [])
-    outcome = run(cfg, study_dir=study_dir, study_name=study_name, storage=storage, resume=resume, join=join,
-                  worker_index=worker_index, n_trials=n_trials, timeout=timeout, total_trials=total_trials)
+    outcome = run(cfg, study_dir=study_dir, study_name=study_name, storage=storage, resume=resume is not None,
+                  join=join, worker_index=worker_index, n_trials=n_trials, timeout=timeout, total_trials=total_trials)
     _echo_trials(outcome, [cfg.eval.best_metric])
     typer.echo("Continue from the best trial with: genlab gasten step2 --config "
                f"{config} --step1 <its run_dir above> --classifier <classifier run>")
@@ -130,17 +155,21 @@ def tune_step1(
 @tune_app.command("step2")
 def tune_step2(
     overrides: Optional[list[str]] = typer.Argument(None, help="Dotted overrides, e.g. gasten.step2_epochs=5."),
-    config: str = typer.Option("gasten/fmnist_3v0", "--config", "-c", help=CONFIG_HELP),
+    config: str = typer.Option(DEFAULT_CONFIG, "--config", "-c", help=CONFIG_HELP),
     step1_run: Path = typer.Option(..., "--step1", help="The step-1 run whose epochs step 2 may start from."),
-    classifier: Optional[list[str]] = typer.Option(None, "--classifier", help="A classifier to choose from (repeat)."),
-    epochs: Optional[str] = typer.Option(None, "--epochs", help="Step-1 epochs to choose from, e.g. 5,8,10 (default all)."),
+    classifier_choices: Optional[list[str]] = typer.Option(
+        None, "--classifier-choice", help="A classifier the search may pick (repeat the option for more; each is a "
+        "run dir or .pt, or a comma list forming one ensemble). Default: tune.classifiers, else gasten.classifier."),
+    step1_epochs: Optional[str] = typer.Option(
+        None, "--step1-epochs", help="Step-1 epochs the search may start from, e.g. 5,8,10 (default: tune.step1_epochs, "
+        "else every saved epoch)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to search (default tune.timeout)."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Trials to run now (default tune.n_trials)."),
     total_trials: Optional[int] = typer.Option(None, "--total-trials", help="Run until the study holds this many."),
     study_dir: Optional[Path] = typer.Option(None, "--study-dir", help=STUDY_DIR_HELP),
     study_name: Optional[str] = typer.Option(None, "--study-name", help="Name of the study in its storage."),
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the study after a crash or Ctrl-C."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help=RESUME_HELP),
     join: bool = typer.Option(False, "--join", help=JOIN_HELP),
     worker_index: int = typer.Option(0, "--worker-index", min=0, help="This worker's number (offsets the seed)."),
 ) -> None:
@@ -149,11 +178,13 @@ def tune_step2(
     from genlab.tune.gasten import tune_step2 as run
 
     try:
-        epoch_list = [int(e) for e in epochs.split(",") if e.strip()] if epochs else None
+        epoch_list = [int(e) for e in step1_epochs.split(",") if e.strip()] if step1_epochs else None
     except ValueError:
-        raise GenlabError(f"--epochs takes comma-separated epoch numbers such as 5,8,10, not {epochs!r}.") from None
+        raise GenlabError(f"--step1-epochs takes comma-separated epoch numbers such as 5,8,10, not "
+                          f"{step1_epochs!r}.") from None
+    study_dir = _study_dir(study_dir, resume)
     cfg = load_experiment(config, overrides or [])
-    outcome = run(cfg, step1_run, classifiers=classifier or None, epochs=epoch_list, study_dir=study_dir,
-                  study_name=study_name, storage=storage, resume=resume, join=join, worker_index=worker_index,
-                  n_trials=n_trials, timeout=timeout, total_trials=total_trials)
+    outcome = run(cfg, step1_run, classifiers=classifier_choices or None, epochs=epoch_list, study_dir=study_dir,
+                  study_name=study_name, storage=storage, resume=resume is not None, join=join,
+                  worker_index=worker_index, n_trials=n_trials, timeout=timeout, total_trials=total_trials)
     _echo_trials(outcome, ["fid", "acd"])

@@ -34,6 +34,8 @@ def _normalise_aliases(raw: dict[str, Any], source: str) -> dict[str, Any]:
     if isinstance(model, dict) and "loss" in model:
         loss = model.pop("loss")
         training = raw.setdefault("training", {})
+        if training is None:
+            training = raw["training"] = {}
         if not isinstance(training, dict):
             raise ConfigError(f"In {source}: 'training' must be a mapping, got {training!r}.")
         if isinstance(loss, str):
@@ -47,7 +49,10 @@ def _normalise_aliases(raw: dict[str, Any], source: str) -> dict[str, Any]:
         if extra:
             raise ConfigError(f"In {source}: model.loss accepts only 'name' and 'args', not {sorted(extra)}.")
         training["loss_type"] = loss["name"]
-        for key, value in (loss.get("args") or {}).items():
+        args = loss.get("args") or {}
+        if not isinstance(args, dict):
+            raise ConfigError(f"In {source}: model.loss.args must be a mapping like {{lambda: 10}}, got {_short(args)}.")
+        for key, value in args.items():
             if key not in _LOSS_ARG_ALIASES:
                 hint = closest(key, list(_LOSS_ARG_ALIASES))
                 raise ConfigError(
@@ -64,16 +69,104 @@ def _normalise_aliases(raw: dict[str, Any], source: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")
+#: Deepest nesting and most values (aliases expanded) a config may hold: far above any real config,
+#: far below what would exhaust the stack or memory while copying, validating or printing it.
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+
+
+class StrictLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader (nothing evaluated), also refusing duplicate keys and binary/date/set tags."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, or a ConstructorError naming a key given twice and both of its lines."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable: the base class explains it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+    def refuse_tag(self, node: yaml.Node) -> None:
+        """Constructor of the standard tags a config has no use for (`!!binary`, `!!timestamp`, `!!set`, ...)."""
+        raise yaml.constructor.ConstructorError(None, None, f"the tag {node.tag!r} is not allowed", node.start_mark)
+
+
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", StrictLoader.refuse_tag)
+# An unquoted date such as `name: 2024-05-01` stays text instead of becoming a datetime.date.
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: `line L, column C: problem`."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = " ".join(str(err.problem or err.context or "syntax error").split())
+        if "could not determine a constructor" in problem or "is not allowed" in problem:
+            problem += " (genlab reads plain YAML only: Python, custom, binary, date and set tags are refused, nothing is evaluated)"
+        return where + problem
+    return " ".join(str(err).split())
+
+
+def _check_size(value: Any, source: str) -> Any:
+    """`value`, or a ConfigError when it nests deeper than MAX_DEPTH or holds more than MAX_VALUES values."""
+    stack = [(value, 1)]
+    count = 0
+    while stack:
+        item, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source} nests lists or mappings more than {MAX_DEPTH} levels deep; a genlab config "
+                              "has groups of keys with plain values. Remove the extra nesting.")
+        if count > MAX_VALUES:
+            raise ConfigError(f"{source} holds more than {MAX_VALUES} values (YAML aliases included); a genlab "
+                              "config is a few groups of keys. Remove the repeated or aliased data.")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text with StrictLoader; too deep a nesting is a ConfigError, not a RecursionError."""
+    try:
+        return _check_size(yaml.load(text, Loader=StrictLoader), source)
+    except RecursionError:
+        raise ConfigError(f"{source} nests lists or mappings too deeply to read; a genlab config has groups of "
+                          "keys with plain values. Remove the extra nesting.") from None
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override's value as YAML (so `1e-4` is a float and `[7,1]` a list); never evaluates code."""
+    """Parse an override's value as YAML (so `1e-4` is a float and `[7,1]` a list); never evaluates code.
+
+    Text that is not valid YAML stays a string; a tag (`!!python/...`) or a duplicate key is a ConfigError.
+    """
     if _FLOAT_RE.match(text.strip()):
         return float(text)
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return _load_yaml(text, f"The override value {_short(text)}") if text.strip() else ""
+    except yaml.constructor.ConstructorError as err:
+        raise ConfigError(f"The override value {_short(text)} is refused: {_yaml_problem(err)}.") from None
     except yaml.YAMLError:
         return text
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """repr(value), cut to `limit` characters so that a huge value cannot flood an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 def _fix_yaml_floats(value: Any) -> Any:
@@ -129,7 +222,7 @@ def family_config(raw: dict[str, Any], source: str) -> type[Config]:
     """The Config subclass of the family named by raw `model.family` (default gan)."""
     model = raw.get("model")
     family = model.get("family", DEFAULT_FAMILY) if isinstance(model, dict) else DEFAULT_FAMILY
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         hint = closest(str(family), list(FAMILIES))
         raise ConfigError(
             f"Invalid configuration ({source}): 'model.family' = {family!r} is not known"
@@ -171,7 +264,7 @@ def _describe_errors(err: ValidationError, source: str, cls: type[Config]) -> st
             if isinstance(value, dict):  # a rule across several keys of a group (or of the whole config)
                 lines.append(f"{msg}." if not loc else f"in {dotted}: {msg}.")
             else:
-                lines.append(f"'{dotted}' = {value!r}: {msg}.")
+                lines.append(f"'{dotted}' = {_short(value)}: {msg}.")
     body = "\n  - ".join(lines)
     return (
         f"Invalid configuration ({source}):\n  - {body}\n"
@@ -233,11 +326,15 @@ def resolve_preset(name_or_path: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping with safe_load, explaining syntax errors."""
+    """Read a YAML mapping with StrictLoader (safe_load without duplicate keys), explaining any problem in one paragraph."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}. Fix the file and try again.") from None
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}. Fix the file and try again.") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a YAML text file: byte {err.object[err.start]:#04x} at offset {err.start} "
+                          "is not UTF-8 text. Give --config a .yaml file or a preset name "
+                          "(`genlab config list`).") from None
     except OSError as err:
         raise ConfigError(f"Cannot read config file {path}: {err.strerror}.") from None
     if data is None:

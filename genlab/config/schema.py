@@ -10,19 +10,63 @@ with `register_family`; its keys are then validated only for runs of that family
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PRESET_DIR_NAME = "configs"
 DEFAULT_PRESET = "fashion_mnist_dcgan"
 DEFAULT_FAMILY = "gan"
 
 
-class Section(BaseModel):
-    """Base of every config group: unknown keys are errors, assignments are validated."""
+def _scalar_types(annotation: Any) -> set[Any]:
+    """The types an annotation admits at its top level (a Union's members, a Literal's value types)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return set().union(*(_scalar_types(a) for a in get_args(annotation)))
+    if origin is Literal:
+        return {type(a) for a in get_args(annotation)}
+    return {origin or annotation}
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+def strict_number(value: Any, annotation: Any) -> Any:
+    """`value` unchanged, or ValueError when it is a bool, string or fraction given for a number field.
+
+    Pydantic's lax mode reads `true` as 1.0 and `8.0` as 8; genlab takes numbers strictly
+    (an int may still stand for a float), also inside lists such as `tune.lr_range`.
+    """
+    kinds = _scalar_types(annotation)
+    if isinstance(value, list) and list in kinds:
+        item = next((get_args(a)[0] for a in (annotation, *get_args(annotation))
+                     if get_origin(a) is list and get_args(a)), None)
+        for v in value:
+            strict_number(v, item)
+        return value
+    if not kinds & {int, float} or bool in kinds or value is None:
+        return value
+    wanted = "a valid number" if float in kinds else "a valid integer"
+    if isinstance(value, bool):
+        plain = "a number" if float in kinds else "an integer"
+        raise ValueError(f"a boolean is not a number; write {plain} here (true/false are not read as 1/0)")
+    if isinstance(value, str) and str not in kinds:
+        raise ValueError(f"expected {wanted}, got the text {value!r}")
+    if isinstance(value, float) and float not in kinds:
+        raise ValueError(f"expected a valid integer, got {value!r} (decimals are not truncated to integers)")
+    return value
+
+
+class Section(BaseModel):
+    """Base of every config group: unknown keys are errors, assignments are validated, numbers are strict."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """No bool -> number, text -> number or float -> int coercion (see `strict_number`)."""
+        field = cls.model_fields.get(info.field_name or "")
+        return value if field is None else strict_number(value, field.annotation)
 
 
 class ModelConfig(Section):
@@ -60,8 +104,9 @@ class TrainingConfig(Section):
     lr_min_ratio: float = Field(0.0, ge=0, le=1, description="Cosine floor as a fraction of the base rate.")
     lr_step_epochs: float = Field(30.0, gt=0, description="Epochs between decays for the step schedule.")
     lr_gamma: float = Field(0.1, gt=0, le=1, description="Decay factor of the step schedule.")
-    amp: Literal["none", "bf16", "fp16"] = Field(
-        "none", description="Mixed precision: bf16 autocast (CPU or GPU) or fp16 autocast with GradScaler (CUDA)."
+    amp: Literal["none", "bf16", "fp16", "auto"] = Field(
+        "none", description="Mixed precision: bf16 autocast (CPU or GPU), fp16 autocast with GradScaler (CUDA), or "
+        "auto: fp16 + GradScaler on CUDA, bf16 on CPUs with AMX, else none (float32); the choice is logged once."
     )
     perceptual_network: Literal["vgg16", "vgg19"] = Field("vgg16", description="VGG used by perceptual/Gram losses.")
     perceptual_layers: list[str] = Field(
@@ -144,12 +189,16 @@ class EvalConfig(Section):
     )
     real_split: str = Field("train", description="Split of the data set whose statistics are the reference.")
     real_samples: int | None = Field(None, ge=2, description="Use only the first N real images (null = all).")
-    best_metric: str = Field("fid", description="Lower-is-better result that picks checkpoints/best.pt.")
+    best_metric: str = Field(
+        "fid",
+        description="Result that picks checkpoints/best.pt: a metric of eval.metrics (kid = kid_mean) or one of its "
+        "result keys (recall); lower or higher is better as the metric says (is, precision, recall: higher).",
+    )
     early_stop_patience: int = Field(
         0, ge=0, description="Stop training after this many evaluations without improving early_stop_metric (0 = off)."
     )
     early_stop_metric: str | None = Field(
-        None, description="Lower-is-better result watched by early stopping (null = best_metric), e.g. fid or acd."
+        None, description="Result watched by early stopping (null = best_metric), named like best_metric, e.g. fid or acd."
     )
     classifier: str | None = Field(
         None,
@@ -172,6 +221,7 @@ class LoggingConfig(Section):
     num_sample_images: int = Field(64, ge=1, description="Images in each fixed-noise grid.")
     tensorboard: bool = Field(True, description="Also write TensorBoard event files.")
     progress: bool = Field(True, description="Show a live progress bar.")
+    report: bool = Field(True, description="Write report.html (curves, grids, summary, environment) when training stops.")
 
 
 class CheckpointConfig(Section):
@@ -202,6 +252,11 @@ class GastenConfig(Section):
         "gaussian (½[log σ² + (p − 0.5)²/σ²]).",
     )
     gaussian_var: float = Field(0.01, gt=0, description="σ² of the gaussian ambiguity loss.")
+    gaussian_update: Literal["added", "separate"] = Field(
+        "added",
+        description="gaussian loss only: add weight · L_amb to the generator loss, or (GASTeN v2's code) take a "
+        "separate generator step on L_amb with its gradient norm clipped to 0.5 · weight before the adversarial step.",
+    )
     step1_epoch: int | str = Field(
         "best", description="Step-1 checkpoint step 2 starts from: best (by eval.best_metric), last, or an epoch number.",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,13 +109,54 @@ class InMemoryImageDataset(ImageDataset):
         return InMemoryImageDataset(self.images[indices], labels, class_names, self.name)
 
 
+#: PIL modes read as one channel when data.channels is null.
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa", "PA"})
+
+
+def conversion_of(img: Image.Image) -> str | None:
+    """What `to_8bit` does to an opened image beyond decoding: 16-bit, CMYK, alpha, palette, another mode, or None."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        return "16-bit"
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
+        return "alpha"
+    if mode in ("L", "RGB", "1"):
+        return None
+    return {"CMYK": "CMYK", "P": "palette"}.get(mode, f"{mode} mode")
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """The image as 8-bit L or RGB: 16 bits scaled down (not clipped), palettes expanded, CMYK and other modes
+    converted, transparency composited on black (so what lies under transparent pixels never shows)."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        if mode != "F" and (mode != "I" or values.max(initial=0) > 255):
+            values = values / 257.0  # 0..65535 -> 0..255
+        return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        img = img.convert("L" if mode in ("LA", "La") else "RGB")
+    if img.mode == "1":
+        img = img.convert("L")
+    if img.mode not in ("L", "RGB"):  # CMYK, YCbCr, LAB, HSV
+        img = img.convert("RGB")
+    return img
+
+
 def load_image_uint8(path: Path, size: int, channels: int | None, center_crop: bool) -> torch.Tensor:
-    """Decode one image file to a uint8 C×H×W tensor of the configured size and channels."""
+    """Decode one image file to a uint8 C×H×W tensor of the configured size and channels (see `to_8bit`)."""
     with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+        img = to_8bit(ImageOps.exif_transpose(img))
         if channels == 1:
             img = img.convert("L")
-        elif channels == 3 or img.mode not in ("L", "RGB"):
+        elif channels == 3:
             img = img.convert("RGB")
         else:
             img.load()
@@ -128,14 +170,34 @@ def load_image_uint8(path: Path, size: int, channels: int | None, center_crop: b
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def image_file_is_readable(path: Path) -> str | None:
-    """None when PIL can parse `path`'s header and structure, else the reason it cannot."""
+@dataclass(frozen=True)
+class ImageProbe:
+    """What a quick look at one image file found: why it cannot be used (or None), its PIL mode, its conversion."""
+
+    reason: str | None
+    mode: str = ""
+    conversion: str | None = None
+
+
+def probe_image(path: Path) -> ImageProbe:
+    """Check that `path` decodes: PNG structure and checksums by `verify()`, other formats (where `verify()`
+    does not see truncation) by decoding, JPEG at reduced scale (`draft`), so that the check stays cheap."""
     try:
         with Image.open(path) as img:
+            mode, fmt, conversion = img.mode, img.format, conversion_of(img)
             img.verify()
+        if fmt != "PNG":
+            with Image.open(path) as img:
+                img.draft(img.mode, (16, 16))
+                img.load()
     except Exception as err:  # PIL raises many types for broken files
-        return f"{type(err).__name__}: {err}"
-    return None
+        return ImageProbe(f"{type(err).__name__}: {err}")
+    return ImageProbe(None, mode, conversion)
+
+
+def image_file_is_readable(path: Path) -> str | None:
+    """None when `path` decodes as an image (see `probe_image`), else the reason it does not."""
+    return probe_image(path).reason
 
 
 class FileImageDataset(ImageDataset):

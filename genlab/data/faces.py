@@ -3,10 +3,16 @@
 `prepare_faces(src, out)` turns a folder of photos into a folder of size×size aligned faces with the same
 relative layout, so `data.name=imagefolder data.root=<out>` trains on them. It is a cache: outputs newer
 than their source are kept, and a summary lands in `<out>/faces_report.json`.
+
+With `heldout=N` the crops are split into `<out>/train/` and `<out>/test/`: N faces (at most a tenth of
+them) are held out for FID (seed note 003: FID against 5,000 held-out real images), chosen by a hash of
+each crop's path, so the same photos always give the same split; `data.split` and `eval.real_split`
+pick the folders.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +38,9 @@ REFERENCE_LANDMARKS_128 = np.array(
 )
 # Photos are detected on a copy whose longer side is at most this (MTCNN time grows with pixels).
 DETECTION_MAX_SIDE = 1024
+#: The held-out split never takes more than this fraction of the faces (the rest is what G trains on).
+MAX_HELDOUT_FRACTION = 0.1
+SPLITS = ("train", "test")
 
 
 @dataclass
@@ -47,6 +56,8 @@ class FacePrepReport:
     cached: int = 0
     no_face_paths: list[Path] = field(default_factory=list)
     unreadable_paths: list[Path] = field(default_factory=list)
+    heldout_requested: int = 0
+    heldout: int = 0
 
     @property
     def no_face(self) -> int:
@@ -60,8 +71,14 @@ class FacePrepReport:
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
-        return (f"{self.total} images under {self.src}: {self.aligned} aligned, {self.cached} cached, "
+        line = (f"{self.total} images under {self.src}: {self.aligned} aligned, {self.cached} cached, "
                 f"{self.no_face} without a face, {self.unreadable} unreadable -> {self.out}")
+        if self.heldout_requested:
+            faces = self.aligned + self.cached
+            capped = " (capped at a tenth of the faces)" if self.heldout < min(self.heldout_requested, faces) else ""
+            line += (f"; {faces - self.heldout} in train/, {self.heldout} held out in test/ for evaluation"
+                     f"{capped}")
+        return line
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data (paths as POSIX strings relative to `src`)."""
@@ -69,6 +86,7 @@ class FacePrepReport:
             "src": str(self.src), "out": str(self.out), "size": self.size, "margin": self.margin,
             "total": self.total, "aligned": self.aligned, "cached": self.cached,
             "no_face": self.no_face, "unreadable": self.unreadable,
+            "heldout_requested": self.heldout_requested, "heldout": self.heldout,
             "no_face_paths": [p.as_posix() for p in self.no_face_paths],
             "unreadable_paths": [p.as_posix() for p in self.unreadable_paths],
         }
@@ -85,8 +103,8 @@ def _require_skimage_transform() -> ModuleType:
     return skimage.transform
 
 
-def load_face_detector(device: str = "cpu") -> Any:
-    """facenet-pytorch's MTCNN (weights ship in the package) on `device`; `detect` lists faces by confidence."""
+def load_face_detector(device: str = "auto") -> Any:
+    """facenet-pytorch's MTCNN (weights ship in the package) on `device` (auto: CUDA if present, else the CPU)."""
     try:
         from facenet_pytorch import MTCNN
     except ImportError as err:
@@ -97,6 +115,8 @@ def load_face_detector(device: str = "cpu") -> Any:
             how = f"facenet-pytorch is installed but needs {err.name!r}: install it with `pip install {err.name}`"
         raise GenlabError(f"Face detection needs facenet-pytorch, which could not be imported ({err}). {how}, "
                           "then run the command again.") from err
+    if device == "auto":  # like every genlab command, but MTCNN gains little from MPS: CUDA or the CPU
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         torch_device = torch.device(device)
     except RuntimeError as err:
@@ -236,9 +256,31 @@ def _write_png_atomically(image: np.ndarray, target: Path) -> None:
     os.replace(partial, target)
 
 
-def prepare_faces(src: Path, out: Path, size: int = REFERENCE_SIZE, device: str = "cpu", batch_size: int = 16,
-                  margin: float = 0.0) -> FacePrepReport:
-    """Align the most confident face of every image under `src` into `out` (same relative paths, PNG), cached."""
+def heldout_names(names: list[Path], heldout: int) -> set[Path]:
+    """The crops held out for evaluation: `heldout` of them (at most a tenth), by a hash of each path."""
+    count = min(heldout, int(len(names) * MAX_HELDOUT_FRACTION))
+    ranked = sorted(names, key=lambda name: hashlib.sha256(name.as_posix().encode()).hexdigest())
+    return set(ranked[:count])
+
+
+def _place_splits(out: Path, names: list[Path], heldout: int) -> int:
+    """Move each crop into out/train or out/test as `heldout_names` decides (mtimes kept); the held-out count."""
+    held = heldout_names(names, heldout)
+    for name in names:
+        split = "test" if name in held else "train"
+        other = out / ("train" if split == "test" else "test") / name
+        if other.is_file():
+            (out / split / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(other, out / split / name)
+    return len(held)
+
+
+def prepare_faces(src: Path, out: Path, size: int = REFERENCE_SIZE, device: str = "auto", batch_size: int = 16,
+                  margin: float = 0.0, heldout: int = 0) -> FacePrepReport:
+    """Align the most confident face of every image under `src` into `out` (same relative paths, PNG), cached.
+
+    `heldout` > 0 writes out/train/ and out/test/, with that many faces (at most a tenth) in test/.
+    """
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if not src.is_dir():
         raise DataError(f"Face preparation source {src} is not a folder. Point it at the folder holding your photos.")
@@ -248,12 +290,22 @@ def prepare_faces(src: Path, out: Path, size: int = REFERENCE_SIZE, device: str 
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
     if margin < 0:
         raise DataError(f"margin must be >= 0 (0 = the reference crop, 0.2 = 20% more context), got {margin}.")
+    if heldout < 0:
+        raise DataError(f"heldout must be 0 (no split) or a number of faces to hold out, got {heldout}.")
     _require_skimage_transform()
     sources = find_images(src, exclude=out)
     relative = [path.relative_to(src) for path in sources]
     targets = output_paths(relative)
     known_faceless, report_time, same_settings = _previous_no_face(out, size, margin)
-    report = FacePrepReport(src=src, out=out, size=size, margin=margin, total=len(sources))
+    report = FacePrepReport(src=src, out=out, size=size, margin=margin, total=len(sources), heldout_requested=heldout)
+
+    def existing(rel: Path) -> Path:
+        """Where this source's crop is (or goes): out/<rel>, or out/train|test/<rel> with a held-out split."""
+        if not heldout:
+            return out / targets[rel]
+        test = out / "test" / targets[rel]
+        return test if test.is_file() else out / "train" / targets[rel]
+
     detector = None
     pending: list[tuple[Path, np.ndarray]] = []
 
@@ -271,12 +323,12 @@ def prepare_faces(src: Path, out: Path, size: int = REFERENCE_SIZE, device: str 
             except ValueError:  # degenerate landmarks (all on one point): no usable face
                 report.no_face_paths.append(rel)
                 continue
-            _write_png_atomically(aligned, out / targets[rel])
+            _write_png_atomically(aligned, existing(rel))
             report.aligned += 1
         pending.clear()
 
     for source, rel in zip(sources, relative, strict=True):
-        if same_settings and _is_up_to_date(out / targets[rel], source):
+        if same_settings and _is_up_to_date(existing(rel), source):
             report.cached += 1
             continue
         if same_settings and rel.as_posix() in known_faceless and source.stat().st_mtime_ns <= report_time:
@@ -293,6 +345,10 @@ def prepare_faces(src: Path, out: Path, size: int = REFERENCE_SIZE, device: str 
             align_pending()
     if pending:
         align_pending()
+    if heldout:
+        faceless = {*report.no_face_paths, *report.unreadable_paths}
+        names = [targets[rel] for rel in relative if rel not in faceless and existing(rel).is_file()]
+        report.heldout = _place_splits(out, names, heldout)
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=2) + "\n")
     log.info("%s", report.summary())

@@ -6,15 +6,16 @@ import gzip
 import logging
 import os
 import struct
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genlab.data.base import FileImageDataset, ImageDataset, InMemoryImageDataset, image_file_is_readable
+from genlab.data.base import GRAY_MODES, FileImageDataset, ImageDataset, InMemoryImageDataset, probe_image
 from genlab.data.synthetic import draw_shapes
-from genlab.errors import DataError
+from genlab.errors import DataError, DataNotFoundError
 from genlab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def load_idx_pair(
         labels = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
     if images is None or labels is None:
         looked = ", ".join(str(d) for d in dirs)
-        raise DataError(f"{title} ({split} split) was not found. Looked in: {looked}. {how_to_get}")
+        raise DataNotFoundError(f"{title} ({split} split) was not found. Looked in: {looked}. {how_to_get}")
     x, y = read_idx(images), read_idx(labels)
     if len(x) != len(y):
         raise DataError(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels. Re-download {title}.")
@@ -122,7 +123,7 @@ def mnist(root: str | None = None, split: str = "train", download: bool = False,
 
 
 def _missing_torchvision(title: str, slug: str, root: Path, size: str) -> DataError:
-    return DataError(
+    return DataNotFoundError(
         f"{title} was not found under {root}. Download it once with `genlab prepare data {slug}` "
         f"(about {size}), or run with data.download=true, or set data.root to the folder where "
         f"torchvision already stored it."
@@ -187,6 +188,26 @@ def celeba(root: str | None = None, split: str = "train", download: bool = False
                             image_size, channels or 3, center_crop, "celeba")
 
 
+def _warn_about_folder(base: Path, used: int, skipped: list[tuple[Path, str]], converted: Counter[str],
+                       empty: list[str], single: list[str]) -> None:
+    """One warning for everything unusual in an image folder: skipped, converted, empty or one-image classes."""
+    notes = []
+    if skipped:
+        first, why = skipped[0]
+        notes.append(f"skipped {len(skipped)} unreadable image file(s) of {len(skipped) + used} (first: {first} — {why})")
+    if converted:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(converted.items()))
+        notes.append(f"converted {sum(converted.values())} image(s) to 8-bit grayscale/RGB ({kinds}; 16-bit scaled "
+                     "down, transparency composited on black)")
+    if empty:
+        notes.append(f"ignored {len(empty)} class folder(s) without readable images ({', '.join(empty)}); the other "
+                     "classes are numbered without them")
+    if single:
+        notes.append(f"{len(single)} class(es) hold a single image ({', '.join(single)})")
+    if notes:
+        log.warning("imagefolder %s: %s.", base, "; ".join(notes))
+
+
 @DATASETS.register("imagefolder")
 def imagefolder(root: str | None = None, split: str = "train", image_size: int = 64, channels: int | None = None,
                 center_crop: bool = True, extensions: list[str] | None = None, **_: object) -> ImageDataset:
@@ -202,31 +223,34 @@ def imagefolder(root: str | None = None, split: str = "train", image_size: int =
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in (extensions or [".png", ".jpg", ".jpeg", ".webp"])}
     class_dirs = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     groups = [(d.name, d) for d in class_dirs] or [(base.name, base)]
-    files: list[Path] = []
-    labels: list[int] = []
+    found: list[tuple[str, list[Path]]] = []
     skipped: list[tuple[Path, str]] = []
-    for label, (_, folder) in enumerate(groups):
+    converted: Counter[str] = Counter()
+    modes: set[str] = set()
+    for name, folder in groups:
+        kept = []
         for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file()):
-            reason = image_file_is_readable(path)
-            if reason is None:
-                files.append(path)
-                labels.append(label)
+            probe = probe_image(path)
+            if probe.reason is None:
+                kept.append(path)
+                modes.add(probe.mode)
+                converted.update([probe.conversion] if probe.conversion else [])
             else:
-                skipped.append((path, reason))
-    if skipped:
-        first, why = skipped[0]
-        log.warning("imagefolder %s: skipped %d unreadable image file(s) of %d (first: %s — %s).",
-                    base, len(skipped), len(skipped) + len(files), first, why)
+                skipped.append((path, probe.reason))
+        found.append((name, kept))
+    empty = [name for name, kept in found if not kept]
+    found = [(name, kept) for name, kept in found if kept]  # a folder without readable images is not a class
+    files = [path for _, kept in found for path in kept]
+    labels = [label for label, (_, kept) in enumerate(found) for _ in kept]
+    _warn_about_folder(base, len(files), skipped, converted, empty if files else [],
+                       [name for name, kept in found if len(kept) == 1 and len(found) > 1])
     if not files:
         raise DataError(f"No readable images with extensions {sorted(exts)} under {base}"
                         + (f" ({len(skipped)} unreadable)" if skipped else "")
                         + ". Check data.root and data.extensions.")
     if channels is None:
-        from PIL import Image
-
-        with Image.open(files[0]) as img:
-            channels = 1 if img.mode in ("L", "I", "I;16", "1") else 3
-    ds = FileImageDataset(files, torch.tensor(labels), [name for name, _ in groups], image_size, channels,
+        channels = 1 if modes <= GRAY_MODES else 3
+    ds = FileImageDataset(files, torch.tensor(labels), [name for name, _ in found], image_size, channels,
                           center_crop, f"imagefolder:{base}")
     ds.skipped = skipped
     return ds

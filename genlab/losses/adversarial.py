@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +13,10 @@ class AdversarialLoss:
 
     #: True for losses whose critic needs a gradient penalty (wgan-gp).
     gradient_penalty: bool = False
+    #: True for critics kept Lipschitz by clipping their weights (wgan, Arjovsky et al.).
+    weight_clipping: bool = False
+    #: True when training.label_smoothing means something to the loss (bce).
+    label_smoothing: bool = False
     #: True when `score` maps outputs to probabilities (shown as D(x), D(G(z))).
     probabilistic: bool = True
 
@@ -44,6 +46,8 @@ class NonSaturatingLoss(AdversarialLoss):
 class BCELoss(AdversarialLoss):
     """Binary cross-entropy against targets, with one-sided label smoothing of the real targets."""
 
+    label_smoothing = True
+
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.real_target = 1.0 - label_smoothing
 
@@ -71,6 +75,7 @@ class WassersteinLoss(AdversarialLoss):
     """WGAN critic loss E[D(fake)] − E[D(real)]; the generator maximises E[D(fake)]."""
 
     probabilistic = False
+    weight_clipping = True
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return fake.mean() - real.mean()
@@ -83,6 +88,7 @@ class WassersteinGPLoss(WassersteinLoss):
     """WGAN-GP (Gulrajani et al.): the Wasserstein loss plus a gradient penalty on interpolates."""
 
     gradient_penalty = True
+    weight_clipping = False
 
 
 class HingeLoss(AdversarialLoss):
@@ -97,15 +103,20 @@ class HingeLoss(AdversarialLoss):
         return -fake.mean()
 
 
-ADVERSARIAL_LOSSES: Registry[Callable[..., AdversarialLoss]] = Registry("adversarial loss")
-ADVERSARIAL_LOSSES.register("ns")(lambda label_smoothing=0.0: NonSaturatingLoss())
-ADVERSARIAL_LOSSES.register("bce")(lambda label_smoothing=0.0: BCELoss(label_smoothing))
-ADVERSARIAL_LOSSES.register("ls")(lambda label_smoothing=0.0: LeastSquaresLoss())
-ADVERSARIAL_LOSSES.register("wgan")(lambda label_smoothing=0.0: WassersteinLoss())
-ADVERSARIAL_LOSSES.register("wgan-gp")(lambda label_smoothing=0.0: WassersteinGPLoss())
-ADVERSARIAL_LOSSES.register("hinge")(lambda label_smoothing=0.0: HingeLoss())
+ADVERSARIAL_LOSSES: Registry[type[AdversarialLoss]] = Registry("adversarial loss")
+ADVERSARIAL_LOSSES.register("ns")(NonSaturatingLoss)
+ADVERSARIAL_LOSSES.register("bce")(BCELoss)
+ADVERSARIAL_LOSSES.register("ls")(LeastSquaresLoss)
+ADVERSARIAL_LOSSES.register("wgan")(WassersteinLoss)
+ADVERSARIAL_LOSSES.register("wgan-gp")(WassersteinGPLoss)
+ADVERSARIAL_LOSSES.register("hinge")(HingeLoss)
 
 
 def build_adversarial_loss(name: str, label_smoothing: float = 0.0) -> AdversarialLoss:
-    """The registered loss `name`."""
-    return ADVERSARIAL_LOSSES.get(name)(label_smoothing=label_smoothing)
+    """The registered loss `name`; label smoothing only where the loss has targets to smooth (bce)."""
+    cls = ADVERSARIAL_LOSSES.get(name)
+    if cls.label_smoothing:
+        return cls(label_smoothing)
+    if label_smoothing:
+        raise ValueError(f"label smoothing {label_smoothing} would be ignored by the {name} loss (bce only)")
+    return cls()

@@ -22,7 +22,6 @@ from genlab.methods.ema import EMA
 from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
 from genlab.models import DataShape
 from genlab.models.diffusion import DIFFUSION_ARCHITECTURES, check_diffusion, loss_by_quarter, quarter_means
-from genlab.registry import closest
 
 
 class DDPMMethod(Method):
@@ -34,11 +33,7 @@ class DDPMMethod(Method):
     @classmethod
     def check_config(cls, cfg: Config, source: str) -> None:
         """The architecture name, a U-Net that fits the image size, attention where the U-Net goes."""
-        if cfg.model.architecture not in DIFFUSION_ARCHITECTURES:
-            hint = closest(cfg.model.architecture, DIFFUSION_ARCHITECTURES.names())
-            raise ConfigError(f"Invalid configuration ({source}): 'model.architecture' = {cfg.model.architecture!r} "
-                              "is not known" + (f" — did you mean {hint!r}?" if hint else ".")
-                              + f" Available: {', '.join(DIFFUSION_ARCHITECTURES.names())}.")
+        DIFFUSION_ARCHITECTURES.require(cfg.model.architecture, "model.architecture", source)
         try:
             check_diffusion(cfg.model, cfg.data.image_size)
         except ConfigError as err:

@@ -33,7 +33,6 @@ from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_lear
 from genlab.methods.schedules import progressive_stage
 from genlab.models import GAN_ARCHITECTURES, DataShape, build_models
 from genlab.models.classifiers import load_classifier
-from genlab.registry import closest
 
 log = logging.getLogger("genlab")
 
@@ -41,11 +40,14 @@ log = logging.getLogger("genlab")
 class AmbiguityTerm:
     """GASTeN step 2: weight · L_amb(C(G(z))) through a frozen binary classifier C (gradients reach G only)."""
 
-    def __init__(self, classifier: nn.Module, weight: float, loss_name: str, var: float, image_size: int) -> None:
+    def __init__(self, classifier: nn.Module, weight: float, loss_name: str, var: float, image_size: int,
+                 separate: bool = False) -> None:
         self.classifier = classifier.eval().requires_grad_(False)
         self.weight = weight
         self.loss = build_ambiguity_loss(loss_name, var)
         self.image_size = image_size
+        #: GASTeN v2's Gaussian update: a generator step of its own, gradient norm clipped to 0.5 · weight.
+        self.separate = separate
 
     @classmethod
     def from_config(cls, cfg: Config, data: DataShape, device: torch.device) -> AmbiguityTerm:
@@ -57,7 +59,8 @@ class AmbiguityTerm:
         if classifier.channels != data.channels:
             raise ConfigError(f"The classifier {g.classifier} reads {classifier.channels}-channel images but the GAN "
                               f"makes {data.channels}-channel ones; train the classifier on the same data.")
-        return cls(classifier, g.weight, g.loss, g.gaussian_var, classifier.image_size)
+        return cls(classifier, g.weight, g.loss, g.gaussian_var, classifier.image_size,
+                   separate=g.gaussian_update == "separate")
 
     def __call__(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ambiguity loss, batch ACD) of generated images in [-1, 1]."""
@@ -78,32 +81,59 @@ class GANMethod(Method):
     @classmethod
     def check_config(cls, cfg: Config, source: str) -> None:
         """The GAN registry names (architecture, loss), the DiffAugment policy and what each architecture supports."""
-        for dotted, value, registry in (("model.architecture", cfg.model.architecture, GAN_ARCHITECTURES),
-                                        ("training.loss_type", cfg.training.loss_type, ADVERSARIAL_LOSSES)):
-            if value not in registry:
-                hint = closest(value, registry.names())
-                raise ConfigError(f"Invalid configuration ({source}): '{dotted}' = {value!r} is not known"
-                                  + (f" — did you mean {hint!r}?" if hint else ".")
-                                  + f" Available: {', '.join(registry.names())}.")
+        GAN_ARCHITECTURES.require(cfg.model.architecture, "model.architecture", source)
+        ADVERSARIAL_LOSSES.require(cfg.training.loss_type, "training.loss_type", source)
         try:
             parse_diff_policy(cfg.training.diffaugment)
         except GenlabError as err:
             raise ConfigError(f"Invalid configuration ({source}): {err}") from None
         m = cfg.model
         if m.architecture == "dcgan":
-            unsupported = {"model.use_residual": m.use_residual, "model.condition": m.condition != "none",
+            unsupported = {"model.use_residual": m.use_residual,
+                           f"model.condition={m.condition}": m.condition not in ("none", "concat"),
+                           "model.condition=concat with a PatchGAN D": m.condition == "concat" and m.discriminator != "standard",
                            "training.progressive with PatchGAN/multi-scale D":
                                cfg.training.progressive and (m.discriminator != "standard" or m.d_scales > 1)}
-            hint = "Use model.architecture=resnet for class conditioning and residual blocks."
+            hint = ("It conditions with model.condition=concat (seed 002); use model.architecture=resnet for "
+                    "projection/AC-GAN conditioning and residual blocks.")
         else:
-            unsupported = {"model.discriminator": m.discriminator != "standard", "model.d_scales": m.d_scales > 1}
-            hint = "PatchGAN and multi-scale discriminators come with model.architecture=dcgan."
+            unsupported = {"model.discriminator": m.discriminator != "standard",
+                           "model.condition=concat": m.condition == "concat",
+                           "training.progressive with a multi-scale D": cfg.training.progressive and m.d_scales > 1}
+            hint = "PatchGAN discriminators and concat conditioning come with model.architecture=dcgan."
         for key, used in unsupported.items():
             if used:
                 raise NotSupportedYet(f"In {source}: {key} is not supported yet by the {m.architecture} architecture. "
                                       f"{hint}")
         if m.use_residual and m.architecture != "resnet":
             raise ConfigError(f"In {source}: model.use_residual=true needs model.architecture=resnet.")
+        cls._check_loss_settings(cfg, source)
+
+    @staticmethod
+    def _check_loss_settings(cfg: Config, source: str) -> None:
+        """A Lipschitz critic for wgan(-gp), per-sample D norms under input-gradient penalties, smoothing for bce only."""
+        t, m = cfg.training, cfg.model
+        loss = ADVERSARIAL_LOSSES.get(t.loss_type)
+        unbounded = ("training.wgan_clip=0" if loss.weight_clipping and t.wgan_clip == 0
+                     else "training.gp_lambda=0" if loss.gradient_penalty and t.gp_lambda == 0 else None)
+        if unbounded and not m.spectral_norm_d:
+            raise ConfigError(
+                f"Invalid configuration ({source}): training.loss_type={t.loss_type} estimates a Wasserstein distance "
+                f"only with a Lipschitz critic, and with {unbounded} and model.spectral_norm_d=false nothing bounds "
+                "it, so the critic's scores grow without limit. Keep training.wgan_clip=0.01 (weight clipping, as in "
+                "Arjovsky et al.) for wgan, training.gp_lambda=10 for wgan-gp, or set model.spectral_norm_d=true.")
+        penalties = [name for name, on in (("the wgan-gp gradient penalty", loss.gradient_penalty and t.gp_lambda > 0),
+                                           ("R1 (training.r1_gamma > 0)", t.r1_gamma > 0)) if on]
+        if penalties and m.d_norm == "batch":
+            raise ConfigError(
+                f"Invalid configuration ({source}): model.d_norm=batch with {' and '.join(penalties)}. The penalty "
+                "takes each image's own input gradient, but BatchNorm makes D(x_i) depend on the whole batch, so the "
+                "penalty is no longer the one defined. Use model.d_norm=auto (instance here), instance, group or none.")
+        if t.label_smoothing > 0 and not loss.label_smoothing:
+            raise ConfigError(
+                f"Invalid configuration ({source}): training.label_smoothing={t.label_smoothing} would be silently "
+                f"ignored by the {t.loss_type} loss: one-sided label smoothing softens the real targets of the bce "
+                "loss only. Set training.loss_type=bce or training.label_smoothing=0.")
 
     def __init__(self, cfg: Config, data: DataShape, device: torch.device) -> None:
         t = cfg.training
@@ -113,11 +143,17 @@ class GANMethod(Method):
         self.num_classes = data.num_classes
         self.image_size = data.image_size
         self.conditional = cfg.model.condition != "none"
-        self.generator, self.discriminator = (m.to(device) for m in build_models(cfg.model, data, t.loss_type))
+        self.generator, self.discriminator = (m.to(device) for m in
+                                              build_models(cfg.model, data, t.loss_type, t.r1_gamma))
         self.loss = build_adversarial_loss(t.loss_type, t.label_smoothing)
-        betas = (t.beta1, t.beta2)
-        self.opt_g = adam(self.generator.parameters(), t.lr_g, betas, t.weight_decay)
-        self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
+        self.clip_weights = t.wgan_clip if self.loss.weight_clipping else 0.0
+        # Lazy R1 takes a D step of its own every r1_every steps: k + 1 Adam steps per k batches, which
+        # stylegan2-ada's training_loop offsets with lr · c and β^c, c = k / (k + 1).
+        self.lazy_r1 = t.r1_gamma > 0 and t.r1_every > 1
+        ratio = t.r1_every / (t.r1_every + 1) if self.lazy_r1 else 1.0
+        self.lr_d, self.betas_d = t.lr_d * ratio, (t.beta1**ratio, t.beta2**ratio)
+        self.opt_g = adam(self.generator.parameters(), t.lr_g, (t.beta1, t.beta2), t.weight_decay)
+        self.opt_d = adam(self.discriminator.parameters(), self.lr_d, self.betas_d, t.weight_decay)
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
@@ -180,7 +216,7 @@ class GANMethod(Method):
 
     def _set_learning_rates(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         t = self.cfg.training
-        return schedule_learning_rates(t, ctx, [("lr_g", self.opt_g, t.lr_g), ("lr_d", self.opt_d, t.lr_d)])
+        return schedule_learning_rates(t, ctx, [("lr_g", self.opt_g, t.lr_g), ("lr_d", self.opt_d, self.lr_d)])
 
     def _noisy(self, images: torch.Tensor, std: float) -> torch.Tensor:
         if std <= 0:
@@ -206,7 +242,10 @@ class GANMethod(Method):
         fake_labels = self.make_labels(n)
         real_labels = batch.labels if self.conditional else None
         parts = t.grad_accum
-        reuse_fake = parts == 1  # one G forward serves both phases, as in the classic DCGAN loop
+        separate_amb = self.ambiguity is not None and self.ambiguity.separate
+        # One G forward serves both phases, as in the classic DCGAN loop, unless a G step comes in between.
+        reuse_fake = parts == 1 and not separate_amb
+        gp_on = self.loss.gradient_penalty and t.gp_lambda > 0
         chunks = list(zip(split(batch.images, parts), split(real_labels, parts), split(z, parts),
                           split(fake_labels, parts), strict=True))
         totals: dict[str, torch.Tensor] = {}
@@ -217,12 +256,25 @@ class GANMethod(Method):
             with torch.set_grad_enabled(train_g and reuse_fake), self.precision.autocast():
                 fake = G(z_part, y_fake).float()
             fakes.append(fake)
-            accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std, run_r1, parts))
-        self.precision.step(self.opt_d, D)
+            gp_fake = None
+            if gp_on and y_real is not None:  # interpolate within a class: fakes drawn for the real labels
+                with torch.no_grad(), self.precision.autocast():
+                    gp_fake = G(z_part, y_real).float()
+            accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std,
+                                                        run_r1 and not self.lazy_r1, parts, gp_fake))
+        self._step_discriminator()
+        if run_r1 and self.lazy_r1:  # Dreg: its own D step (stylegan2-ada's lazy regularisation)
+            self.precision.update()
+            self.opt_d.zero_grad(set_to_none=True)
+            for real, y_real, _, _ in chunks:
+                accumulate(totals, self._r1_term(self._noisy(self._augment(real), noise_std), y_real, parts))
+            self._step_discriminator()
 
         if train_g:
-            self.opt_g.zero_grad(set_to_none=True)
             D.requires_grad_(False)
+            if separate_amb:
+                accumulate(totals, self._ambiguity_step(chunks))
+            self.opt_g.zero_grad(set_to_none=True)
             for (real, _, z_part, y_fake), fake in zip(chunks, fakes, strict=True):
                 if not reuse_fake:
                     with self.precision.autocast():
@@ -238,10 +290,48 @@ class GANMethod(Method):
             stats["d_noise_std"] = torch.tensor(noise_std)
         return stats
 
+    def _step_discriminator(self) -> None:
+        """One D optimiser step, then wgan's weight clipping to [-wgan_clip, wgan_clip] (Arjovsky et al.)."""
+        self.precision.step(self.opt_d, self.discriminator)
+        if self.clip_weights > 0:
+            with torch.no_grad():
+                for param in self.discriminator.parameters():
+                    param.clamp_(-self.clip_weights, self.clip_weights)
+
+    def _r1_term(self, real_in: torch.Tensor, labels: torch.Tensor | None, parts: int) -> dict[str, torch.Tensor]:
+        """R1 on D's real inputs, backward with weight γ/2 · r1_every, so its average strength matches r1_gamma."""
+        t = self.cfg.training
+        r1 = r1_penalty(lambda x: self.discriminator(x, labels), real_in)
+        self.precision.backward(0.5 * t.r1_gamma * t.r1_every * r1 / parts)
+        return {"r1": r1.detach()}
+
+    def _ambiguity_step(self, chunks: list[tuple]) -> dict[str, torch.Tensor]:
+        """GASTeN v2's Gaussian update: a G step on L_amb alone, its gradient norm clipped to 0.5 · α."""
+        G, term = self.generator, self.ambiguity
+        parts = len(chunks)
+        totals: dict[str, torch.Tensor] = {}
+        self.opt_g.zero_grad(set_to_none=True)
+        for _, _, z_part, y_fake in chunks:
+            with self.precision.autocast():
+                fake = G(z_part, y_fake).float()
+            amb, acd = term(fake)
+            self.precision.backward(amb / parts)
+            accumulate(totals, {"loss_amb": amb.detach(), "acd_batch": acd})
+        scaler = self.precision.scaler
+        scaler.unscale_(self.opt_g)
+        torch.nn.utils.clip_grad_norm_(G.parameters(), 0.5 * term.weight)
+        scaler.step(self.opt_g)
+        self.precision.update()
+        return totals
+
     def _discriminator_pass(self, real: torch.Tensor, real_labels: torch.Tensor | None, fake: torch.Tensor,
                             fake_labels: torch.Tensor | None, noise_std: float, run_r1: bool,
-                            parts: int) -> dict[str, torch.Tensor]:
-        """Dmain (adversarial loss, + gradient penalty, + AC-GAN class loss) and Dreg (lazy R1): backward only."""
+                            parts: int, gp_fake: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Dmain (adversarial loss, + gradient penalty, + AC-GAN class loss), and R1 when it is not lazy: backward only.
+
+        The gradient penalty interpolates real images with `gp_fake` (fakes of the real labels, for
+        conditional critics) when given, else with `fake`.
+        """
         t = self.cfg.training
         D = self.discriminator
         real_in = self._noisy(self._augment(real), noise_std)
@@ -258,14 +348,13 @@ class GANMethod(Method):
             loss_d = loss_d + t.aux_weight * (aux_real + aux_fake)
             stats["aux_d"] = (aux_real + aux_fake).detach()
         if self.loss.gradient_penalty and t.gp_lambda > 0:
-            gp = gradient_penalty(lambda x: D(x, real_labels), real_in, fake_in, self.noise_rng)
+            mix_with = fake_in if gp_fake is None else self._noisy(self._augment(gp_fake), noise_std)
+            gp = gradient_penalty(lambda x: D(x, real_labels), real_in, mix_with, self.noise_rng)
             loss_d = loss_d + t.gp_lambda * gp
             stats["gp"] = gp.detach()
         self.precision.backward(loss_d / parts)
-        if run_r1:  # scaled by its interval so its average strength matches r1_gamma
-            r1 = r1_penalty(lambda x: D(x, real_labels), real_in)
-            self.precision.backward(0.5 * t.r1_gamma * t.r1_every * r1 / parts)
-            stats["r1"] = r1.detach()
+        if run_r1:
+            stats.update(self._r1_term(real_in, real_labels, parts))
         return stats
 
     def _generator_pass(self, real: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor | None,
@@ -280,7 +369,7 @@ class GANMethod(Method):
             value = term(fake, real)
             loss_g = loss_g + weight * value
             stats[name] = value.detach()
-        if self.ambiguity is not None:
+        if self.ambiguity is not None and not self.ambiguity.separate:
             amb, acd = self.ambiguity(fake)
             loss_g = loss_g + self.ambiguity.weight * amb
             stats["loss_amb"], stats["acd_batch"] = amb.detach(), acd
@@ -330,6 +419,8 @@ class GANMethod(Method):
             self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        for group in self.opt_d.param_groups:  # a run without lazy R1 (training.init_from) stored other betas
+            group["betas"] = self.betas_d
         self.noise_rng.set_state(state["noise_rng"])
         if state.get("scaler"):
             self.precision.scaler.load_state_dict(state["scaler"])

@@ -32,10 +32,26 @@ def accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor])
         totals[key] = totals[key] + value if key in totals else value
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """training.amp=auto as none, bf16 or fp16 for `device`: fp16 on CUDA, bf16 on AMX CPUs, else none."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda":
+        return "fp16"
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # AMX: where bf16 beats float32 on a CPU
+    return "bf16" if device.type == "cpu" and probe is not None and probe() else "none"
+
+
 class MixedPrecision:
     """training.amp: bf16 or fp16 autocast for forward passes, a GradScaler for fp16, and clipped steps."""
 
     def __init__(self, amp: str, device: torch.device, grad_clip: float = 0.0) -> None:
+        if amp == "auto":
+            amp = resolve_amp(amp, device)
+            how = {"fp16": "fp16 autocast with a GradScaler", "bf16": "bf16 autocast (AMX CPU)",
+                   "none": "float32 (no fp16 GradScaler off CUDA, no fast bf16 on this CPU)"}[amp]
+            log.info("training.amp=auto on %s: %s.", device, how)
+        self.amp = amp
         if amp == "fp16" and device.type != "cuda":
             log.warning("training.amp=fp16 on %s runs, but fp16 is meant for CUDA GPUs; bf16 is faster here.", device)
         self.device, self.grad_clip = device, grad_clip

@@ -25,7 +25,6 @@ from genlab.methods.ema import EMA
 from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
 from genlab.models import VAE, VAE_ARCHITECTURES, DataShape, PatchDiscriminator
 from genlab.models.vae import check_vae
-from genlab.registry import closest
 
 
 class VAEMethod(Method):
@@ -37,13 +36,8 @@ class VAEMethod(Method):
     @classmethod
     def check_config(cls, cfg: Config, source: str) -> None:
         """Architecture and loss names, and an image size the encoder can halve evenly."""
-        for dotted, value, registry in (("model.architecture", cfg.model.architecture, VAE_ARCHITECTURES),
-                                        ("training.loss_type", cfg.training.loss_type, ADVERSARIAL_LOSSES)):
-            if value not in registry:
-                hint = closest(value, registry.names())
-                raise ConfigError(f"Invalid configuration ({source}): '{dotted}' = {value!r} is not known"
-                                  + (f" — did you mean {hint!r}?" if hint else ".")
-                                  + f" Available: {', '.join(registry.names())}.")
+        VAE_ARCHITECTURES.require(cfg.model.architecture, "model.architecture", source)
+        ADVERSARIAL_LOSSES.require(cfg.training.loss_type, "training.loss_type", source)
         try:
             check_vae(cfg.data.image_size, cfg.model.num_blocks, cfg.model.latent_dim)
         except ConfigError as err:

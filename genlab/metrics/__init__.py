@@ -17,6 +17,7 @@ import torch
 
 from genlab.errors import DataError
 from genlab.metrics import fid, inception_score, kid, prdc  # noqa: F401  (each registers its metric)
+from genlab.metrics.classifier import CLASSIFIER_HIGHER_IS_BETTER, CLASSIFIER_METRICS
 from genlab.metrics.domain import (
     DomainClassifier,
     DomainClassifierExtractor,
@@ -44,7 +45,7 @@ __all__ = [
     "FeatureExtractor", "FeatureSet", "InceptionExtractor", "InceptionWeights", "Metric", "RealStats",
     "build_extractor", "cached_stats", "evaluate", "extract_features", "frechet_distance", "kernel_distance",
     "load_domain_classifier", "precision_recall_density_coverage", "register_metric",
-    "resolve_inception_weights", "result_key", "train_domain_classifier",
+    "resolve_inception_weights", "result_key", "result_keys", "train_domain_classifier", "watched_result",
 ]
 
 
@@ -61,6 +62,36 @@ def result_key(key: str, metric: str, suffix: str) -> str:
     if not suffix:
         return key
     return f"{metric}{suffix}{key[len(metric):]}" if key.startswith(f"{metric}_") or key == metric else key + suffix
+
+
+def watched_result(name: str, metrics: Sequence[str]) -> tuple[str, bool] | None:
+    """(result key, higher_is_better) that `name` watches among what `metrics` produce, else None.
+
+    A metric's name stands for its main key (kid -> kid_mean, is -> is_mean); any result key (kid_std,
+    recall) stands for itself. Keys are before the extractor's suffix (fid, not fid_domain).
+    """
+    for metric in metrics:
+        if metric in CLASSIFIER_METRICS:
+            if name == metric:
+                return metric, CLASSIFIER_HIGHER_IS_BETTER[metric]
+        elif metric in METRICS:
+            spec = METRICS.get(metric)
+            if name == spec.name and spec.main_key is not None:
+                return spec.main_key, spec.higher_is_better
+            if name in spec.keys:
+                return name, spec.higher_is_better
+    return None
+
+
+def result_keys(metrics: Sequence[str]) -> list[str]:
+    """Every result key `metrics` produce (before the extractor's suffix), in order."""
+    keys: list[str] = []
+    for metric in metrics:
+        if metric in CLASSIFIER_METRICS:
+            keys.append(metric)
+        elif metric in METRICS:
+            keys.extend(METRICS.get(metric).keys)
+    return keys
 
 
 def evaluate(

@@ -19,6 +19,8 @@ from genlab.metrics.features import DEFAULT_BATCH_SIZE, ImageSource, RealStats, 
 from genlab.metrics.fid import frechet_distance
 
 CLASSIFIER_METRICS = ("acd", "hubris", "focd")
+#: Which way each classifier metric improves: all three fall as samples grow ambiguous (acd, hubris) or real (focd).
+CLASSIFIER_HIGHER_IS_BETTER: dict[str, bool] = {"acd": False, "hubris": False, "focd": False}
 
 
 def average_confusion_distance(probs: torch.Tensor) -> float:

@@ -47,7 +47,8 @@ def inception_score(
     return float(np.mean(scores)), float(np.std(scores))
 
 
-@register_metric("is", needs_real=False, needs_logits=True)
+@register_metric("is", needs_real=False, needs_logits=True, keys=("is_mean", "is_std"), main_key="is_mean",
+                 higher_is_better=True)
 def inception_score_metric(fake: FeatureSet, real: RealStats | None, seed: int) -> dict[str, float]:
     """IS mean and std of the generated images (skipped with MissingLogitHead when there are no logits)."""
     if fake.logits is None:

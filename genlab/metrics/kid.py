@@ -49,7 +49,7 @@ def kernel_distance(
     return float(values.mean()), float(values.std())
 
 
-@register_metric("kid", needs_real_features=True)
+@register_metric("kid", needs_real_features=True, keys=("kid_mean", "kid_std"), main_key="kid_mean")
 def kid_metric(fake: FeatureSet, real: RealStats | None, seed: int) -> dict[str, float]:
     """KID mean and standard deviation over subsets."""
     assert real is not None and real.features is not None

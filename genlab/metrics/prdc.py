@@ -67,7 +67,8 @@ def precision_recall_density_coverage(
     }
 
 
-@register_metric("prdc", needs_real_features=True)
+@register_metric("prdc", needs_real_features=True, keys=("precision", "recall", "density", "coverage"),
+                 higher_is_better=True)
 def prdc_metric(fake: FeatureSet, real: RealStats | None, seed: int) -> dict[str, float]:
     """Precision, recall, density and coverage of the generated features against the real ones."""
     assert real is not None and real.features is not None

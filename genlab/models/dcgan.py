@@ -5,12 +5,17 @@ Two generator stems, as in the seed notes: a transposed convolution from z to a 
 BatchNorm1d (seed 001's 64 px design). Each block doubles the resolution; widths halve per
 block from the stem down to `base_channels`. The discriminator mirrors it and ends in a
 convolution to one unbounded logit (no sigmoid: losses work on logits, critics need raw scores).
+
+With `num_classes` and `embed_dim` both are class-conditional as in seed note 002: G concatenates
+a learned label embedding to z, and D reads a label map (embedding → linear → LeakyReLU, one
+image-sized channel) stacked on the image's channels.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from genlab.models.layers import SelfAttention, dcgan_init, maybe_spectral_norm, norm_layer
 from genlab.models.progressive import GrowingDiscriminator, GrowingGenerator
@@ -58,6 +63,8 @@ class DCGANGenerator(GrowingGenerator):
         norm: str = "batch",
         attention_resolutions: tuple[int, ...] = (),
         spectral_norm: bool = False,
+        num_classes: int = 0,
+        embed_dim: int = 0,
     ) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
@@ -67,18 +74,23 @@ class DCGANGenerator(GrowingGenerator):
             projection = "conv" if image_size <= 32 else "linear"
         self.latent_dim = latent_dim
         self.image_size = image_size
+        self.conditional = num_classes > 0 and embed_dim > 0
+        self.label_embed = nn.Embedding(num_classes, embed_dim) if self.conditional else None
+        stem_in = latent_dim + (embed_dim if self.conditional else 0)
         self.stem_shape = (widths[0], sizes[0], sizes[0])
         if projection == "conv":
             self.stem = nn.Sequential(
-                nn.Unflatten(1, (latent_dim, 1, 1)),
-                nn.ConvTranspose2d(latent_dim, widths[0], sizes[0], stride=1, padding=0, bias=False),
+                nn.Unflatten(1, (stem_in, 1, 1)),
+                maybe_spectral_norm(
+                    nn.ConvTranspose2d(stem_in, widths[0], sizes[0], stride=1, padding=0, bias=False), spectral_norm
+                ),
                 norm_layer(norm, widths[0]),
                 nn.ReLU(inplace=True),
             )
         elif projection == "linear":
             features = widths[0] * sizes[0] * sizes[0]
             self.stem = nn.Sequential(
-                nn.Linear(latent_dim, features, bias=False),
+                maybe_spectral_norm(nn.Linear(stem_in, features, bias=False), spectral_norm),
                 nn.BatchNorm1d(features) if norm == "batch" else nn.Identity(),
                 nn.ReLU(inplace=True),
                 nn.Unflatten(1, self.stem_shape),
@@ -98,7 +110,11 @@ class DCGANGenerator(GrowingGenerator):
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Generate images from noise (labels are ignored: this generator is unconditional)."""
+        """Generate images from noise (and, when conditional, the label embedding concatenated to it)."""
+        if self.label_embed is not None:
+            if labels is None:
+                raise ValueError("this generator is conditional: pass class labels")
+            z = torch.cat([z, self.label_embed(labels).to(z.dtype)], dim=1)
         return torch.tanh(self.grow(self.stem(z), lambda i, h: self.blocks[i](h), self.to_image))
 
 
@@ -116,11 +132,19 @@ class DCGANDiscriminator(GrowingDiscriminator):
         leaky_slope: float = 0.2,
         spectral_norm: bool = False,
         attention_resolutions: tuple[int, ...] = (),
+        num_classes: int = 0,
+        embed_dim: int = 0,
     ) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
         sizes = resolution_ladder(image_size, num_blocks)[::-1]
         widths = block_widths(base_channels, num_blocks, max_channels)[::-1]
+        self.image_size = image_size
+        self.label_map = None
+        if num_classes > 0 and embed_dim > 0:  # seed 002: embedding -> linear -> LeakyReLU, one image-sized channel
+            self.label_map = nn.Sequential(nn.Embedding(num_classes, embed_dim),
+                                           nn.Linear(embed_dim, image_size * image_size), nn.LeakyReLU(leaky_slope))
+            channels += 1
         levels: list[nn.Module] = []
         in_ch = channels
         for i, width in enumerate(widths):
@@ -139,6 +163,14 @@ class DCGANDiscriminator(GrowingDiscriminator):
         dcgan_init(self)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Score images (labels are ignored: this discriminator is unconditional)."""
+        """Score images; a conditional discriminator stacks the labels' map on them first."""
+        if self.label_map is not None:
+            if labels is None:
+                raise ValueError("this discriminator is conditional: pass class labels")
+            side = self.image_size
+            label_map = self.label_map(labels).view(-1, 1, side, side).to(images.dtype)
+            if images.shape[-1] != side:  # progressive growing: the current stage is smaller
+                label_map = F.interpolate(label_map, size=images.shape[-2:], mode="area")
+            images = torch.cat([images, label_map], dim=1)
         h = self.grow(images, self.features)
         return self.to_logit(h).flatten()

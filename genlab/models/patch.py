@@ -4,7 +4,8 @@ A PatchGAN scores overlapping patches instead of whole images: its output is a m
 per receptive field, flattened to a vector so every loss treats each patch as one sample. The
 multi-scale wrapper runs copies of a discriminator on the image and on 2× and 4× average-pooled
 versions, so coarse structure and fine texture are both judged; each scale's scores are averaged
-per image so the scales weigh equally.
+per image so the scales weigh equally. Labels reach every scale, so a conditional discriminator
+(projection, label map) judges each scale against the class; AC-GAN class logits are averaged too.
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ class MultiScaleDiscriminator(nn.Module):
         super().__init__()
         sizes = [-(-image_size // 2**k) for k in range(num_scales)]
         self.discriminators = nn.ModuleList(build(size) for size in sizes)
+        self.aux_logits: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean of the per-scale scores (N)."""
-        scores = []
+        """Mean of the per-scale scores (N); `aux_logits` is the mean of the scales' class logits, if any."""
+        scores, aux = [], []
         for k, discriminator in enumerate(self.discriminators):
             if k:
                 images = F.avg_pool2d(images, 3, stride=2, padding=1, count_include_pad=False)
             scores.append(discriminator(images, labels))
+            if getattr(discriminator, "aux_logits", None) is not None:
+                aux.append(discriminator.aux_logits)
+        self.aux_logits = torch.stack(aux).mean(0) if aux else None
         return torch.stack(scores).mean(0)

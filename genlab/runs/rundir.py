@@ -17,6 +17,7 @@ import torch
 import genlab
 from genlab.config import Config, save_config
 from genlab.errors import CheckpointError
+from genlab.runs.checkpoint import disk_problem
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,13 @@ class RunDir:
                 suffix += 1
             root = Path(cfg.output_dir) / f"{name}-{suffix}"
         run = cls(root)
-        run.samples.mkdir(parents=True, exist_ok=True)
-        run.checkpoints.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.config)
+        try:
+            run.samples.mkdir(parents=True, exist_ok=True)
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run.config)
+        except OSError as err:
+            why, todo = disk_problem(Path(err.filename or root), err)
+            raise CheckpointError(f"Could not create the run directory {root}: {why}. {todo}.") from None
         return run
 
     @classmethod
@@ -129,4 +134,8 @@ def write_env(run: RunDir, device: torch.device, seed: int, resumed_from_step: i
         data.setdefault("resumes", []).append({**record, "from_step": resumed_from_step})
     else:
         data = record
-    run.env.write_text(json.dumps(data, indent=2))
+    try:
+        run.env.write_text(json.dumps(data, indent=2))
+    except OSError as err:
+        why, todo = disk_problem(run.env, err)
+        raise CheckpointError(f"Could not write {run.env}: {why}. {todo}.") from None

@@ -16,23 +16,15 @@ from genlab.data.augment import resolve_policy
 from genlab.errors import ConfigError, GenlabError
 from genlab.losses import AMBIGUITY_LOSSES
 from genlab.methods import METHODS
-from genlab.metrics import METRICS
+from genlab.metrics import METRICS, result_keys, watched_result
 from genlab.metrics.classifier import CLASSIFIER_METRICS
-from genlab.registry import Registry, closest
-
-
-def _check_name(source: str, dotted: str, value: str, registry: Registry) -> None:
-    if value not in registry:
-        hint = closest(value, registry.names())
-        raise ConfigError(f"Invalid configuration ({source}): '{dotted}' = {value!r} is not known"
-                          + (f" — did you mean {hint!r}?" if hint else ".")
-                          + f" Available: {', '.join(registry.names())}.")
+from genlab.registry import closest
 
 
 def check_config(cfg: Config, source: str = "config") -> None:
     """Raise ConfigError (one paragraph) for any registry-backed name or family rule `cfg` breaks."""
-    _check_name(source, "data.name", cfg.data.name, DATASETS)
-    _check_name(source, "model.family", cfg.model.family, METHODS)
+    DATASETS.require(cfg.data.name, "data.name", source)
+    METHODS.require(cfg.model.family, "model.family", source)
     METHODS.get(cfg.model.family).check_config(cfg, source)
     try:
         resolve_policy(cfg.data.augment, cfg.data.hflip)
@@ -57,16 +49,30 @@ def _check_metrics(cfg: Config, source: str) -> None:
             "samples with a binary classifier, but neither eval.classifier nor gasten.classifier is set. Train one "
             "with `genlab classifier train` and set gasten.classifier=<its run directory>."
         )
+    _check_watched(cfg, source)
+
+
+def _check_watched(cfg: Config, source: str) -> None:
+    """eval.best_metric and eval.early_stop_metric name a result that eval.metrics computes."""
+    if not cfg.eval.metrics:
+        return  # nothing is evaluated during training, so nothing is watched
+    for key, name in (("eval.best_metric", cfg.eval.best_metric), ("eval.early_stop_metric", cfg.eval.early_stop_metric)):
+        if name is None or watched_result(name, cfg.eval.metrics) is not None:
+            continue
+        produced = result_keys(cfg.eval.metrics)
+        hint = closest(name, [*cfg.eval.metrics, *produced])
+        raise ConfigError(
+            f"Invalid configuration ({source}): {key}={name!r} is never computed, so best.pt and early stopping "
+            f"could not follow it: eval.metrics={cfg.eval.metrics} produce {', '.join(produced)}. Name one of them, "
+            "or a metric of eval.metrics (kid stands for kid_mean, is for is_mean), or add its metric to eval.metrics"
+            + (f" — did you mean {hint!r}?" if hint else ".")
+        )
 
 
 def _check_gasten(cfg: Config, source: str) -> None:
     """The ambiguity loss name, the step-1 epoch choice, the classifier step 2 needs, and its family."""
     gasten: GastenConfig = cfg.gasten
-    if gasten.loss not in AMBIGUITY_LOSSES:
-        hint = closest(gasten.loss, AMBIGUITY_LOSSES.names())
-        raise ConfigError(f"Invalid configuration ({source}): 'gasten.loss' = {gasten.loss!r} is not known"
-                          + (f" — did you mean {hint!r}?" if hint else ".")
-                          + f" Available: {', '.join(AMBIGUITY_LOSSES.names())}.")
+    AMBIGUITY_LOSSES.require(gasten.loss, "gasten.loss", source)
     epoch = gasten.step1_epoch
     if not (epoch in ("best", "last") or (isinstance(epoch, int) and epoch >= 0) or str(epoch).isdigit()):
         raise ConfigError(f"Invalid configuration ({source}): 'gasten.step1_epoch' = {gasten.step1_epoch!r}; use best, "
@@ -74,6 +80,10 @@ def _check_gasten(cfg: Config, source: str) -> None:
     if gasten.ambiguity and not gasten.classifier:
         raise ConfigError(f"Invalid configuration ({source}): gasten.ambiguity=true needs gasten.classifier (a run "
                           "directory from `genlab classifier train`).")
+    if gasten.gaussian_update == "separate" and gasten.loss != "gaussian":
+        raise ConfigError(f"Invalid configuration ({source}): gasten.gaussian_update=separate is GASTeN v2's update "
+                          f"for the gaussian ambiguity loss, but gasten.loss={gasten.loss}. Set gasten.loss=gaussian "
+                          "or gasten.gaussian_update=added.")
     if gasten.ambiguity and cfg.model.family != "gan":
         raise ConfigError(f"Invalid configuration ({source}): gasten.ambiguity=true trains a GAN generator towards a "
                           f"classifier's boundary, but this run has model.family={cfg.model.family}. Use a GAN.")

@@ -1,5 +1,8 @@
 """Training GASTeN's binary classifiers: two classes of a data set, BCE on one logit, seeded and reproducible.
 
+Like every genlab command, a classifier run is configured by a YAML file plus `key=value` overrides
+(`classifier_config`): the keys are `ClassifierTrainConfig`'s fields, and a run's own config.json is
+such a file, so `--config runs/classifiers/<name>/config.json epochs=10` retrains it with more epochs.
 `train_classifier` writes runs/classifiers/<name>/ with config.json, env.json, metrics.jsonl (per-epoch train
 loss, validation loss and accuracy) and classifier.pt (spec + weights + metadata such as the test accuracy),
 which `genlab.models.classifiers.load_classifier` reads back without any download.
@@ -18,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from genlab.config import DataConfig
+from genlab.config import DataConfig, apply_overrides, read_yaml
 from genlab.data import build_dataset
 from genlab.data.base import to_float
-from genlab.errors import GenlabError
+from genlab.errors import ConfigError, GenlabError
 from genlab.models.classifiers import (
     ENSEMBLE_OUTPUTS,
     BinaryClassifier,
@@ -29,10 +32,12 @@ from genlab.models.classifiers import (
     build_classifier,
     builder_for,
     load_classifier,
+    parse_int_list,
     parse_member,
     predict_proba,
     save_classifier,
 )
+from genlab.registry import closest
 from genlab.runs.rundir import environment
 from genlab.train.logging import RunLogger
 from genlab.utils import select_device
@@ -125,6 +130,41 @@ class ClassifierTrainConfig:
         if self.arch == "ensemble":
             return f"{base}-{self.ensemble_output}"
         return base
+
+
+#: Fields that take a list of ints, also written as the flags' comma text ("4,8,16").
+_INT_LISTS = ("classes", "nf", "hidden")
+
+
+def classifier_config(config: str | Path | None = None, overrides: list[str] | None = None,
+                      **given: Any) -> ClassifierTrainConfig:
+    """Defaults < the YAML/JSON file `config` < `given` (the CLI's shortcut flags; None = not given) < overrides.
+
+    Keys are ClassifierTrainConfig's fields (an unknown one names the nearest valid key); values are
+    type-checked, so `epochs=x` is an error, not a crash mid-training.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    raw: dict[str, Any] = read_yaml(Path(config)) if config is not None else {}
+    raw.update({key: value for key, value in given.items() if value is not None})
+    raw = apply_overrides(raw, overrides or [])
+    valid = [f.name for f in dataclasses.fields(ClassifierTrainConfig)]
+    source = f"classifier config{f' {config}' if config else ''}"
+    for key in raw:
+        if key not in valid:
+            hint = closest(str(key), valid)
+            raise ConfigError(f"Invalid {source}: unknown key {key!r}" + (f" — did you mean {hint!r}?" if hint else ".")
+                              + f" Valid keys: {', '.join(valid)}.")
+    for key in _INT_LISTS:
+        if isinstance(raw.get(key), str):
+            raw[key] = parse_int_list(raw[key], key)
+    if isinstance(raw.get("members"), str):
+        raw["members"] = [m.strip() for m in raw["members"].split(";") if m.strip()]
+    try:
+        return TypeAdapter(ClassifierTrainConfig).validate_python(raw, strict=False)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e.get('input')!r}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"Invalid {source}: {problems}.") from None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ interval's means in `state.logged`, the grid hook its images in `state.samples`,
 hook its results in `state.evaluation`, for the hooks after them in the same step.
 
 The default order (`default_hooks`): step callbacks → log → sample grid → diagnostics →
-evaluation (best.pt, early stopping, evaluation callbacks) → checkpoint → summary.
+evaluation (best.pt, early stopping, evaluation callbacks) → checkpoint → summary → report.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from genlab.config import Config
 from genlab.evaluation import RunEvaluator, best_key
 from genlab.images import save_grid
 from genlab.methods import Method
+from genlab.metrics import watched_result
+from genlab.report.html import write_report
 from genlab.runs.checkpoint import CheckpointManager
 from genlab.runs.rundir import RunDir
 from genlab.train.diagnostics import Diagnostics, saturation_ratio
@@ -217,19 +219,24 @@ class DiagnosticsHook(Hook):
             state.logger.log(state.step, {"sample_saturation": ratio})
 
 
+def improves(value: float | None, best: float | None, higher_is_better: bool) -> bool:
+    """True when `value` is finite and beats `best` (None: nothing yet) in the metric's direction."""
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value > best if higher_is_better else value < best)
+
+
 class EarlyStopping:
     """Counts evaluations since `metric` last improved; asks to stop after `patience` of them (0 = never)."""
 
-    def __init__(self, metric: str, patience: int) -> None:
-        self.metric, self.patience = metric, patience
+    def __init__(self, metric: str, patience: int, higher_is_better: bool = False) -> None:
+        self.metric, self.patience, self.higher_is_better = metric, patience, higher_is_better
         self.best: float | None = None
         self.stale = 0
 
     def update(self, value: float | None) -> bool:
         """Record one evaluation's value; True when training should stop."""
-        if value is None or not math.isfinite(value):
-            self.stale += 1
-        elif self.best is None or value < self.best:
+        if improves(value, self.best, self.higher_is_better):
             self.best, self.stale = value, 0
         else:
             self.stale += 1
@@ -243,30 +250,36 @@ class EarlyStopping:
 
 
 class EvaluationHook(Hook):
-    """Every `eval.every_epochs` epochs: score the generator, keep best.pt, early-stop, call eval callbacks."""
+    """Every `eval.every_epochs` epochs and at the last step: score G, keep best.pt, early-stop, call eval callbacks.
+
+    `best_metric` is a result key before the extractor's suffix (kid_mean, not kid); `higher_is_better`
+    its direction. A run that ends mid-epoch (training.max_steps) is evaluated at its last step, once;
+    callbacks then get the epoch in progress (ceil), the log its fractional epoch.
+    """
 
     name = "evaluation"
 
     def __init__(self, evaluator: RunEvaluator, every_epochs: int, best_metric: str, early_stopping: EarlyStopping,
-                 callbacks: tuple[EvalCallback, ...] = ()) -> None:
+                 callbacks: tuple[EvalCallback, ...] = (), higher_is_better: bool = False) -> None:
         self.evaluator, self.every_epochs, self.best_metric = evaluator, every_epochs, best_metric
-        self.early_stopping, self.callbacks = early_stopping, callbacks
+        self.early_stopping, self.callbacks, self.higher_is_better = early_stopping, callbacks, higher_is_better
         self.best: float | None = None
         self.last: dict[str, float] | None = None
 
     def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
-        epochs = state.step // state.steps_per_epoch
-        if not state.at_epoch_end or not (epochs % self.every_epochs == 0 or state.finished):
+        epochs = math.ceil(state.epoch)
+        if not (state.finished or (state.at_epoch_end and epochs % self.every_epochs == 0)):
             return
         evaluation = self.evaluator(state.method)
         results = evaluation.results
         extra = {} if evaluation.histogram is None else {"classifier_histogram": evaluation.histogram}
-        state.logger.log(state.step, results, epoch=epochs, evaluation=True, **extra)
+        logged_epoch = epochs if state.at_epoch_end else round(state.epoch, 4)
+        state.logger.log(state.step, results, epoch=logged_epoch, evaluation=True, **extra)
         if evaluation.probs is not None:
             state.logger.histogram("classifier_output", evaluation.probs, state.step)
         state.evaluation = self.last = results
         score = results.get(best_key(self.best_metric, self.evaluator.extractor))
-        if score is not None and (self.best is None or score < self.best):
+        if improves(score, self.best, self.higher_is_better):
             self.best = score
             state.checkpoints.save_as(state.checkpoint_state(), "best.pt")
         log.info("Epoch %d: %s", epochs, ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
@@ -274,10 +287,10 @@ class EvaluationHook(Hook):
             callback(epochs, results)
         watch = self.early_stopping
         if watch.update(results.get(best_key(watch.metric, self.evaluator.extractor))):
+            best = "none finite" if watch.best is None else f"{watch.best:.4g}"
             state.request_stop(f"early stopping: {watch.metric} has not improved for {watch.stale} evaluations "
-                               f"(best {watch.best:.4g})")
-            log.info("Early stopping: %s has not improved for %d evaluations (best %.4g).",
-                     watch.metric, watch.stale, watch.best)
+                               f"(best {best})")
+            log.info("Early stopping: %s has not improved for %d evaluations (best %s).", watch.metric, watch.stale, best)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "last": self.last, "early_stop": self.early_stopping.state_dict()}
@@ -346,7 +359,7 @@ class SummaryHook(Hook):
             "total_steps": state.total_steps,
             "images_seen": state.step * self.batch_size,
             "sample_seconds_per_image": sample_seconds,
-            "status": "stopped" if state.stop_reason and not state.finished else "finished",
+            "status": self.status(state),
             "stop_reason": state.stop_reason,
             "final_metrics": self.evaluation.last if self.evaluation else None,
             "best_metric": state.cfg.eval.best_metric if self.evaluation else None,
@@ -357,11 +370,32 @@ class SummaryHook(Hook):
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(path)
 
+    @staticmethod
+    def status(state: TrainState) -> str:
+        """finished, stopped early (a hook asked to stop) or interrupted (Ctrl-C / SIGTERM)."""
+        if state.finished or state.stop_reason is None:
+            return "finished"
+        return "interrupted" if state.stop_reason.startswith("interrupted") else "stopped early"
+
     def state_dict(self) -> dict[str, Any]:
         return {"train_seconds": self.train_seconds()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.previous_seconds = float(state["train_seconds"])
+
+
+def watched(name: str, metrics: list[str]) -> tuple[str, bool]:
+    """(result key, higher_is_better) of eval.best_metric / early_stop_metric (kid -> kid_mean, is: higher)."""
+    return watched_result(name, metrics) or (name, False)
+
+
+class ReportHook(Hook):
+    """Writes the run's self-contained report.html when training stops (after summary.json, which it shows)."""
+
+    name = "report"
+
+    def on_end(self, state: TrainState) -> None:
+        write_report([state.run.root], state.run.root / "report.html", title=f"genlab run {state.run.root.name}")
 
 
 def default_hooks(cfg: Config, device: torch.device, fixed_noise: torch.Tensor, fixed_real: torch.Tensor | None = None,
@@ -374,11 +408,15 @@ def default_hooks(cfg: Config, device: torch.device, fixed_noise: torch.Tensor, 
                          SampleGridHook(cfg.logging.sample_every, fixed_noise, t.batch_size, fixed_real), DiagnosticsHook()]
     evaluation = None
     if cfg.eval.metrics and cfg.eval.every_epochs:
-        watch = EarlyStopping(cfg.eval.early_stop_metric or cfg.eval.best_metric, cfg.eval.early_stop_patience)
-        evaluation = EvaluationHook(RunEvaluator(cfg, device), cfg.eval.every_epochs, cfg.eval.best_metric, watch,
-                                    eval_callbacks)
+        best, higher = watched(cfg.eval.best_metric, cfg.eval.metrics)
+        early, early_higher = watched(cfg.eval.early_stop_metric or cfg.eval.best_metric, cfg.eval.metrics)
+        watch = EarlyStopping(early, cfg.eval.early_stop_patience, early_higher)
+        evaluation = EvaluationHook(RunEvaluator(cfg, device), cfg.eval.every_epochs, best, watch, eval_callbacks,
+                                    higher_is_better=higher)
         hooks.append(evaluation)
     summary = SummaryHook(t.batch_size)
     summary.evaluation = evaluation
     hooks += [CheckpointHook(cfg.checkpoint.every_steps, cfg.checkpoint.every_epochs), summary]
+    if cfg.logging.report:
+        hooks.append(ReportHook())
     return hooks

@@ -9,6 +9,10 @@ from typing import Any
 
 import torch
 
+from genlab.runs.records import read_jsonl
+
+__all__ = ["Meter", "RunLogger", "read_jsonl", "truncate_jsonl"]
+
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
     """Drop records logged after `max_step` (a resumed run re-logs them); torn last lines go too."""
@@ -23,13 +27,6 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
         if record.get("step", 0) <= max_step:
             kept.append(line)
     path.write_text("".join(f"{line}\n" for line in kept))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics.jsonl file."""
-    if not Path(path).is_file():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 class RunLogger:

@@ -30,6 +30,7 @@ from genlab.evaluation import real_batches
 from genlab.methods import Method, StepContext, build_method
 from genlab.models import DataShape
 from genlab.runs.checkpoint import CheckpointManager, load_checkpoint
+from genlab.runs.records import mark_crashed, remove_lock, write_lock
 from genlab.runs.rundir import RunDir, write_env
 from genlab.train.checks import check_config
 from genlab.train.hooks import EvalCallback, Hook, StepCallback, TrainState, default_hooks
@@ -143,6 +144,7 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
         truncate_jsonl(run.metrics, step)
         log.info("Resuming %s from step %d of %d", run.root, step, total_steps)
     write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None)
+    write_lock(run.root)
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
     state = TrainState(cfg, run, method, device, logger, CheckpointManager(run.checkpoints, cfg.checkpoint.keep),
                        loader.steps_per_epoch, total_steps, step)
@@ -191,8 +193,12 @@ def train(
             early_stopped = state.stop_reason is not None
             if stop.requested and not state.finished and not early_stopped:
                 state.request_stop("interrupted (Ctrl-C or SIGTERM)")
+            remove_lock(state.run.root)  # stopping normally from here on; a failure below leaves summary.json absent
             for hook in all_hooks:
                 hook.on_end(state)
+    except BaseException as error:
+        mark_crashed(state.run.root, error)
+        raise
     finally:
         bar.close()
         state.logger.close()

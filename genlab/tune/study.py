@@ -291,7 +291,8 @@ def open_study(
         n_complete = sum(t.state == TrialState.COMPLETE for t in existing)
         raise GenlabError(
             f"Study {name!r} already exists in {masked} with {len(existing)} trial(s) ({n_complete} complete). "
-            "Pass --resume to continue it, or choose another --study-name (or study directory) to start a new one."
+            f"Pass --resume {study_dir} to continue it, or choose another --study-name (or study directory) to start "
+            "a new one."
         )
     if existing is None and resume and not join:
         raise GenlabError(
@@ -542,7 +543,7 @@ def optimize(
         )
     except KeyboardInterrupt:
         _fail_own_running(study)
-        log.warning("Interrupted: the running trial is marked FAIL; continue the study with --resume.")
+        log.warning("Interrupted: the running trial is marked FAIL; continue the study with --resume <study directory>.")
         raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,52 @@ def test_imagefolder_runtime_breakage_never_crashes_an_epoch(tmp_path):
     with pytest.warns(UserWarning, match="Skipping unreadable image"):
         batches = list(loader.epoch(0))
     assert len(batches) == 3 and all(b.images.shape == (2, 1, 16, 16) for b in batches)
+
+
+def _make_faulty_folder(root: Path) -> None:
+    """Every kind of odd file an image folder meets, made with PIL."""
+    rng = np.random.default_rng(2)
+    for cls in ("a", "b", "empty", "one"):
+        (root / cls).mkdir(parents=True)
+    Image.fromarray(np.full((20, 20), 90, np.uint8)).save(root / "a" / "0_gray.png")  # first file: grayscale
+    Image.new("CMYK", (20, 20), (0, 255, 255, 0)).save(root / "a" / "cmyk.jpg")
+    Image.fromarray(np.full((20, 20), 32768, np.uint16)).save(root / "a" / "gray16.png")
+    palette = Image.new("P", (20, 20), 1)
+    palette.putpalette([0, 0, 0, 0, 255, 0])
+    palette.save(root / "a" / "palette.png")
+    palette.save(root / "a" / "palette_transparent.png", transparency=1)
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(root / "a" / "rgba_transparent.png")
+    Image.new("LA", (20, 20), (255, 0)).save(root / "a" / "la_transparent.png")
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "b" / f"{i}.jpg", quality=90)
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "one" / "only.png")
+    jpeg, png = (root / "b" / "0.jpg").read_bytes(), (root / "one" / "only.png").read_bytes()
+    (root / "b" / "truncated.jpg").write_bytes(jpeg[: len(jpeg) - 10])  # headers intact: only decoding tells
+    (root / "b" / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / "b" / "not_an_image.jpg").write_text("a text file with an image extension")
+
+
+def test_imagefolder_faults_are_trained_on_or_skipped_and_counted_in_one_warning(tmp_path, caplog):
+    """Truncated, CMYK, 16-bit, palette and alpha files, empty and one-image classes, text named .jpg."""
+    _make_faulty_folder(tmp_path)
+    with caplog.at_level("WARNING"):
+        ds = build_dataset(DataConfig(name="imagefolder", root=str(tmp_path), image_size=16))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1, warned
+    for words in ("skipped 3 unreadable image file(s) of 14", "converted 6 image(s)", "1 CMYK", "1 16-bit", "3 alpha",
+                  "1 palette", "without readable images (empty)", "1 class(es) hold a single image (one)"):
+        assert words in warned[0], (words, warned[0])
+    assert ds.class_names == ["a", "b", "one"] and ds.channels == 3
+    assert len(ds) == 11 and torch.bincount(ds.labels).tolist() == [7, 3, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left to skip or convert with a warning at training time
+        images = {path.name: ds[i][0] for i, path in enumerate(ds.files)}
+    assert all(image.shape == (3, 16, 16) for image in images.values())
+    assert abs(images["gray16.png"].mean().item()) < 0.02  # 32768 of 65535 is mid-gray, not clipped to white
+    for name in ("rgba_transparent.png", "la_transparent.png", "palette_transparent.png"):
+        assert images[name].max().item() == -1.0, name  # fully transparent: black, whatever colour lies beneath
+    assert images["palette.png"][1].min().item() == 1.0  # palette index 1 is pure green
+    assert images["cmyk.jpg"][0].mean().item() > 0.9 and images["cmyk.jpg"][1:].mean().item() < -0.9  # red
 
 
 def test_synthetic_is_deterministic_and_sized():

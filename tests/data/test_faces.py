@@ -214,3 +214,53 @@ def test_second_run_is_all_cache(first_run: faces.FacePrepReport, photo_tree: tu
     assert (again.total, again.aligned, again.cached) == (4, 0, 1)
     assert again.no_face_paths == first_run.no_face_paths
     assert again.unreadable == 2
+
+
+@needs_skimage
+def test_heldout_split_for_fid_is_stable_and_capped(tmp_path: Path, monkeypatch):
+    """--heldout N: N faces (at most a tenth) in out/test/, the rest in out/train/, the same on every run."""
+    monkeypatch.setattr(faces, "load_face_detector", lambda device: FakeDetector())
+    src = tmp_path / "src"
+    (src / "people").mkdir(parents=True)
+    photo = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    for i in range(30):
+        Image.fromarray(photo).save(src / "people" / f"{i:02d}.png")
+    out = tmp_path / "out"
+    report = prepare_faces(src, out, size=16, heldout=2)
+    test = sorted(p.relative_to(out / "test") for p in (out / "test").rglob("*.png"))
+    train = sorted(p.relative_to(out / "train") for p in (out / "train").rglob("*.png"))
+    assert (report.heldout, len(test), len(train)) == (2, 2, 28) and not set(test) & set(train)
+    assert "28 in train/, 2 held out in test/" in report.summary()
+    again = prepare_faces(src, out, size=16, heldout=2)
+    assert (again.cached, again.aligned) == (30, 0)
+    assert sorted(p.relative_to(out / "test") for p in (out / "test").rglob("*.png")) == test
+    capped = prepare_faces(src, out, size=16, heldout=5000)  # 5,000 asked, a tenth of 30 given
+    assert capped.heldout == 3 and len(list((out / "test").rglob("*.png"))) == 3
+    assert len(list((out / "train").rglob("*.png"))) == 27 and "capped" in capped.summary()
+    assert json.loads((out / "faces_report.json").read_text())["heldout"] == 3
+    from genlab.config import DataConfig
+    from genlab.data import build_dataset
+
+    data = DataConfig(name="imagefolder", root=str(out), image_size=16, channels=3)
+    assert len(build_dataset(data)) == 27 and len(build_dataset(data, split="test")) == 3
+
+
+def test_face_detector_device_defaults_to_auto(monkeypatch):
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from genlab.cli import app
+
+    assert inspect.signature(faces.load_face_detector).parameters["device"].default == "auto"
+    assert inspect.signature(prepare_faces).parameters["device"].default == "auto"
+    seen = {}
+
+    def fake_prepare(src, out, **kwargs):
+        seen.update(kwargs)
+        return faces.FacePrepReport(src=src, out=out, size=kwargs["size"], margin=kwargs["margin"])
+
+    monkeypatch.setattr(faces, "prepare_faces", fake_prepare)
+    result = CliRunner().invoke(app, ["prepare", "faces", "--src", ".", "--out", "x"])
+    assert result.exit_code == 0, result.output
+    assert seen["device"] == "auto" and seen["heldout"] == 5000

@@ -119,7 +119,7 @@ def test_step2_needs_a_classifier(gasten_runs):
 def test_cli_step2_prints_the_before_after_table(gasten_runs):
     result = CliRunner().invoke(app, [
         "gasten", "step2", "--config", "gasten/fmnist_3v0", "--step1", str(gasten_runs["step1"]),
-        "--classifier", str(gasten_runs["classifier"]), "--weight", "10", "--loss", "gaussian", "--epoch", "2",
+        "--classifier", str(gasten_runs["classifier"]), "--weight", "10", "--loss", "gaussian", "--step1-epoch", "2",
         *gasten_runs["overrides"], "gasten.step2_epochs=1", "training.max_steps=8",
     ])
     assert result.exit_code == 0, result.output

@@ -32,12 +32,45 @@ def test_bce_label_smoothing_is_one_sided():
 def test_least_squares_wasserstein_hinge():
     ls = build_adversarial_loss("ls")
     assert ls.d_loss(REAL, FAKE) == pytest.approx(0.5 * (((REAL - 1) ** 2).mean() + (FAKE**2).mean()).item())
+    assert ls.g_loss(FAKE) == pytest.approx(0.5 * ((FAKE - 1) ** 2).mean().item())  # (1.5² + 0.5² + 1²) / 6
+    assert ls.g_loss(FAKE).item() == pytest.approx(0.583333, rel=1e-5)
     wgan = build_adversarial_loss("wgan-gp")
     assert wgan.gradient_penalty and wgan.d_loss(REAL, FAKE) == pytest.approx((FAKE.mean() - REAL.mean()).item())
+    assert wgan.g_loss(FAKE) == pytest.approx(-FAKE.mean().item()) and not wgan.weight_clipping
+    plain = build_adversarial_loss("wgan")
+    assert plain.weight_clipping and not plain.gradient_penalty
+    assert plain.d_loss(REAL, FAKE).item() == pytest.approx(1 / 3 - 0.5)  # E[D(fake)] − E[D(real)]
+    assert plain.g_loss(FAKE).item() == pytest.approx(-1 / 3)
     hinge = build_adversarial_loss("hinge")
     expected = F.relu(1 - REAL).mean() + F.relu(1 + FAKE).mean()
     assert hinge.d_loss(REAL, FAKE) == pytest.approx(expected.item())
     assert hinge.g_loss(FAKE) == pytest.approx(-FAKE.mean().item())
+
+
+def test_label_smoothing_is_refused_by_losses_without_targets():
+    assert build_adversarial_loss("bce", label_smoothing=0.2).real_target == pytest.approx(0.8)
+    for name in ("ns", "ls", "wgan", "wgan-gp", "hinge"):
+        build_adversarial_loss(name)
+        with pytest.raises(ValueError, match=f"{name} loss"):
+            build_adversarial_loss(name, label_smoothing=0.1)
+
+
+def test_gradient_penalty_interpolates_real_and_fake():
+    """A critic whose gradient is x itself (½‖x‖²): the penalty depends on exactly where the interpolates fall."""
+
+    def critic(x):
+        return 0.5 * x.flatten(1).pow(2).sum(1)
+
+    real, fake = torch.randn(6, 2, 3, 3), 3 * torch.randn(6, 2, 3, 3)
+    alpha = torch.rand(6, 1, 1, 1, generator=torch.Generator().manual_seed(5))
+    mixed = alpha * real + (1 - alpha) * fake
+    expected = (mixed.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    got = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(5))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert got.item() != pytest.approx(gradient_penalty(critic, real, real, torch.Generator().manual_seed(5)).item())
+    fake.requires_grad_(True)
+    gradient_penalty(critic, real, fake).backward()
+    assert fake.grad is None  # interpolates are built from detached images: the penalty trains D only
 
 
 def test_gradient_penalty_zero_for_unit_gradient_critic():

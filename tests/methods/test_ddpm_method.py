@@ -21,20 +21,11 @@ def _records(run_dir):
             if "loss" in r]
 
 
-def test_ddpm_resume_is_bitwise_identical(tiny_ddpm_config):
+def test_ddpm_resume_is_bitwise_identical(tiny_ddpm_config, crash_and_resume):
     knobs = ("training.num_epochs=2", "logging.log_every=3", "data.hflip=true", "logging.sample_every=100")
-    reference = train(tiny_ddpm_config("name=reference", *knobs))
-
-    def crash(step, stats):
-        if step == 12:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_ddpm_config("name=crashed", *knobs), callbacks=(crash,))
-    crashed = reference.run_dir.parent / "crashed"
-    train(resume=crashed)
-    assert _records(reference.run_dir) == _records(crashed)
-    ref, res = (load_checkpoint(d / "checkpoints" / "last.pt")["method"] for d in (reference.run_dir, crashed))
+    reference, crashed = crash_and_resume(tiny_ddpm_config, knobs, crash_step=12)
+    assert _records(reference) == _records(crashed)
+    ref, res = (load_checkpoint(d / "checkpoints" / "last.pt")["method"] for d in (reference, crashed))
     assert all(torch.equal(ref["unet"][k], res["unet"][k]) for k in ref["unet"])
     assert all(torch.equal(ref["ema"]["model"][k], res["ema"]["model"][k]) for k in ref["ema"]["model"])
 
@@ -95,3 +86,22 @@ def test_sample_command_takes_sampler_steps_and_eta(tiny_ddpm_config, tmp_path):
 def test_bad_ddpm_configs_are_clear_errors(tiny_ddpm_config, overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny_ddpm_config(*overrides)
+
+
+def test_evaluate_scores_a_diffusion_run_with_the_asked_sampler(tiny_ddpm_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    calls = []
+    original = GaussianDiffusion.sample
+
+    def spy(self, noise, sampler="ddim", steps=100, eta=0.0, **kwargs):
+        calls.append((sampler, steps))
+        return original(self, noise, sampler=sampler, steps=steps, eta=eta, **kwargs)
+
+    result = train(tiny_ddpm_config("name=eval", "training.max_steps=2", "data.num_samples=128"))
+    monkeypatch.setattr(GaussianDiffusion, "sample", spy)
+    out = CliRunner().invoke(app, ["evaluate", str(result.run_dir), "--metrics", "fid", "--n", "16",
+                                   "--extractor", "domain", "--sampler", "ddim", "--steps", "2"])
+    assert out.exit_code == 0, out.output
+    assert "fid_domain" in out.output and set(calls) == {("ddim", 2)}
+    record = read_jsonl(result.run_dir / "metrics.jsonl")[-1]
+    assert record["evaluation"] and record["samples"] == 16 and np.isfinite(record["fid_domain"])

@@ -60,21 +60,12 @@ def _records(run_dir):
             if "loss" in r]
 
 
-def test_vae_resume_is_bitwise_identical(tiny_vae_config):
+def test_vae_resume_is_bitwise_identical(tiny_vae_config, crash_and_resume):
     knobs = ("model.discriminator=patch", "training.adversarial_weight=0.1", "training.perceptual_weight=0.1",
              "training.num_epochs=2", "logging.log_every=3", "training.ema_decay=0.9", "data.hflip=true")
-    reference = train(tiny_vae_config("name=reference", *knobs))
-
-    def crash(step, stats):
-        if step == 12:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_vae_config("name=crashed", *knobs), callbacks=(crash,))
-    crashed = reference.run_dir.parent / "crashed"
-    train(resume=crashed)
-    assert _records(reference.run_dir) == _records(crashed)
-    ref, res = (load_checkpoint(d / "checkpoints" / "last.pt")["method"] for d in (reference.run_dir, crashed))
+    reference, crashed = crash_and_resume(tiny_vae_config, knobs, crash_step=12)
+    assert _records(reference) == _records(crashed)
+    ref, res = (load_checkpoint(d / "checkpoints" / "last.pt")["method"] for d in (reference, crashed))
     for part in ("vae", "discriminator"):
         assert all(torch.equal(ref[part][k], res[part][k]) for k in ref[part])
     assert all(torch.equal(ref["ema"]["model"][k], res["ema"]["model"][k]) for k in ref["ema"]["model"])

@@ -95,3 +95,31 @@ def test_resnet_refuses_patch_discriminator():
 
     with pytest.raises(NotSupportedYet, match="PatchGAN"):
         load_experiment(None, ["model.architecture=resnet", "model.discriminator=patch"])
+
+
+def test_conditional_dcgan_follows_seed_002(tiny_config):
+    """condition=concat: G concatenates a label embedding to z, D reads a label map as one more input channel."""
+    from genlab.errors import NotSupportedYet
+    from genlab.train.loop import train
+
+    cfg = load_experiment(None, ["model.condition=concat", "model.embed_dim=16", "data.image_size=32",
+                                 "model.generator_base_channels=8", "model.discriminator_base_channels=8"])
+    g, d = build_models(cfg.model, DataShape(32, 3, 6))
+    assert g.label_embed.num_embeddings == 6 and g.stem[1].in_channels == 64 + 16
+    embedding, linear, act = d.label_map
+    assert (embedding.embedding_dim, linear.out_features, act.negative_slope) == (16, 32 * 32, 0.2)
+    assert d.features[0][0].in_channels == 3 + 1
+    torch.manual_seed(0)
+    z, images = torch.randn(2, 64), torch.randn(2, 3, 32, 32)
+    g.eval()
+    assert not torch.allclose(g(z, torch.tensor([0, 0])), g(z, torch.tensor([5, 5])))
+    assert not torch.allclose(d(images, torch.tensor([0, 0])), d(images, torch.tensor([5, 5])))
+    with pytest.raises(ValueError, match="conditional"):
+        g(z)
+    for extra in ([], ["model.d_scales=2"], ["training.progressive=true", "training.progressive_epochs=0.05"]):
+        result = train(tiny_config("model.condition=concat", "training.max_steps=3", *extra))
+        assert result.step == 3, extra
+    with pytest.raises(NotSupportedYet, match="model.condition=projection"):
+        load_experiment(None, ["model.condition=projection"])
+    with pytest.raises(NotSupportedYet, match="concat"):
+        load_experiment(None, ["model.architecture=resnet", "model.condition=concat"])

@@ -137,3 +137,25 @@ def test_cli_parse_errors_are_genlab_errors(tmp_path):
     assert isinstance(result.exception, GenlabError) and "--nf must be comma-separated integers" in str(result.exception)
     result = CliRunner().invoke(classifier_app, ["train", "--classes", "3", "--output-dir", str(tmp_path)])
     assert isinstance(result.exception, GenlabError) and "exactly two" in str(result.exception)
+
+
+def test_cli_train_reads_a_config_with_overrides_and_flags(tmp_path):
+    """`classifier train --config FILE key=value --flag`: file < flags < overrides, like every other command."""
+    config = tmp_path / "shapes.yaml"
+    config.write_text("data: synthetic\nclasses: [0, 3]\nimage_size: 16\nnf: [4, 8]\nmax_samples: 300\n"
+                      "epochs: 3\nprogress: false\ndevice: cpu\nname: from-yaml\n")
+    out = tmp_path / "runs"
+    runner = CliRunner()
+    result = runner.invoke(classifier_app, ["train", "--config", str(config), "epochs=1", "nf=[4, 4]",
+                                            "--output-dir", str(out), "--epochs", "2", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "from-yaml" / "config.json").read_text())
+    assert (saved["epochs"], saved["nf"], saved["seed"], saved["image_size"]) == (1, [4, 4], 3, 16)
+    again = runner.invoke(classifier_app, ["train", "--config", str(out / "from-yaml" / "config.json"),
+                                           "name=again"])  # a run's config.json is a config too
+    assert again.exit_code == 0, again.output
+    assert (out / "again" / "classifier.pt").is_file()
+    bad = runner.invoke(classifier_app, ["train", "--config", str(config), "epoch=1"])
+    assert isinstance(bad.exception, GenlabError) and "did you mean 'epochs'" in str(bad.exception)
+    bad = runner.invoke(classifier_app, ["train", "--config", str(config), "epochs=x"])
+    assert isinstance(bad.exception, GenlabError) and "epochs = 'x'" in str(bad.exception)

@@ -24,6 +24,9 @@ def test_early_stopping_counts_evaluations_without_improvement():
     restored.load_state_dict(watch.state_dict())
     assert (restored.best, restored.stale) == (2.0, 2)
     assert EarlyStopping("acd", 1).update(float("nan")) is True  # a non-finite score never counts as progress
+    rising = EarlyStopping("is_mean", patience=2, higher_is_better=True)
+    assert [rising.update(v) for v in (1.0, 2.0, 1.5, 3.0, 2.9, 2.8)] == [False, False, False, False, False, True]
+    assert rising.best == 3.0
 
 
 class ScriptedEvaluator:
@@ -55,6 +58,27 @@ def test_loop_stops_after_patience_evaluations_and_reports_each(tiny_config, mon
         f"epoch_000{i}.pt" for i in range(1, 5)]
     evaluations = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if r.get("evaluation")]
     assert [r["acd"] for r in evaluations] == [5.0, 4.0, 4.5, 4.2]
+
+
+class RisingInceptionScore(ScriptedEvaluator):
+    """An IS that improves at every evaluation (higher is better)."""
+
+    scores = [1.0, 2.0, 3.0]
+
+    def __call__(self, method, seed=None, num_samples=None) -> Evaluation:
+        return Evaluation({"is_mean": super().__call__(method).results["acd"]}, torch.zeros(1, 1, 16, 16))
+
+
+def test_a_rising_inception_score_is_progress_and_the_last_step_is_evaluated(tiny_config, monkeypatch):
+    """eval.best_metric=is watches is_mean upwards; max_steps ends the run mid-epoch 3, which is evaluated too."""
+    monkeypatch.setattr(hooks, "RunEvaluator", RisingInceptionScore)
+    seen: list[tuple[int, float]] = []
+    cfg = tiny_config("training.num_epochs=3", "training.max_steps=20", "eval.every_epochs=1", "eval.metrics=[is]",
+                      "eval.best_metric=is", "eval.early_stop_patience=1", "name=rising")
+    result = train(cfg, eval_callbacks=(lambda epoch, results: seen.append((epoch, results["is_mean"])),))
+    assert not result.early_stopped and result.step == 20
+    assert seen == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["step"] == 20
 
 
 def test_init_from_loads_the_weights_but_starts_a_fresh_run(tiny_config):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from genlab.config import default_config
+from genlab.config import default_config, load_config
 from genlab.evaluation import Evaluation
 from genlab.methods import Method, SampleOptions
 from genlab.runs.checkpoint import CheckpointManager, load_checkpoint
@@ -25,6 +25,7 @@ from genlab.train.hooks import (
     StepCallbacks,
     SummaryHook,
     TrainState,
+    default_hooks,
 )
 from genlab.train.logging import RunLogger, read_jsonl
 
@@ -147,6 +148,65 @@ def test_evaluation_hook_keeps_best_and_stops_after_patience(state):
     assert hook.best == 3.0 and load_checkpoint(state.run.checkpoints / "best.pt")["step"] == 8
     assert state.stop_reason is not None and "fid" in state.stop_reason
     assert [r["fid"] for r in read_jsonl(state.run.metrics) if r.get("evaluation")] == [5.0, 3.0, 4.0, 4.5]
+
+
+class Scripted:
+    """Returns {key: value} from a list, one value per call."""
+
+    extractor = None
+
+    def __init__(self, key: str, values: list[float]) -> None:
+        self.key, self.values = key, list(values)
+
+    def __call__(self, method: Method) -> Evaluation:
+        return Evaluation({self.key: self.values.pop(0)}, torch.zeros(1))
+
+
+def test_evaluation_hook_evaluates_a_run_that_ends_mid_epoch_at_its_last_step(state):
+    calls = []
+    hook = EvaluationHook(Scripted("fid", [5.0, 4.0]), every_epochs=1, best_metric="fid",
+                          early_stopping=EarlyStopping("fid", patience=0),
+                          callbacks=(lambda epoch, results: calls.append((epoch, results["fid"])),))
+    state.total_steps = 6  # training.max_steps=6 with 4 steps per epoch
+    walk(state, [hook], 6)
+    assert calls == [(1, 5.0), (2, 4.0)]  # the epoch in progress at the last step
+    assert [(r["step"], r["epoch"]) for r in read_jsonl(state.run.metrics) if r.get("evaluation")] == [(4, 1), (6, 1.5)]
+    assert hook.best == 4.0 and load_checkpoint(state.run.checkpoints / "best.pt")["step"] == 6
+
+
+def test_evaluation_hook_evaluates_a_last_step_on_an_epoch_end_once(state):
+    steps = []
+    hook = EvaluationHook(Scripted("fid", [3.0, 2.0, 1.0]), every_epochs=2, best_metric="fid",
+                          early_stopping=EarlyStopping("fid", patience=0),
+                          callbacks=(lambda epoch, results: steps.append(state.step),))
+    state.total_steps = 12  # 3 epochs; evaluations every 2, and the last step
+    walk(state, [hook], 12)
+    assert steps == [8, 12]
+
+
+def test_higher_is_better_metrics_keep_the_highest_and_stop_when_it_falls(state):
+    hook = EvaluationHook(Scripted("is_mean", [2.0, 3.0, 2.5, 2.9]), every_epochs=1, best_metric="is_mean",
+                          early_stopping=EarlyStopping("is_mean", patience=2, higher_is_better=True),
+                          higher_is_better=True)
+    state.total_steps = 100
+    walk(state, [hook], 16)
+    assert hook.best == 3.0 and load_checkpoint(state.run.checkpoints / "best.pt")["step"] == 8
+    assert hook.early_stopping.best == 3.0 and "is_mean" in state.stop_reason
+
+
+def test_default_hooks_watch_each_metrics_main_key_in_its_direction():
+    def evaluation_hook(*overrides):
+        cfg = load_config(None, ["eval.every_epochs=1", *overrides])
+        (hook,) = [h for h in default_hooks(cfg, torch.device("cpu"), torch.zeros(1, 4)) if isinstance(h, EvaluationHook)]
+        return hook
+
+    hook = evaluation_hook("eval.metrics=[fid,kid]", "eval.best_metric=kid")
+    assert (hook.best_metric, hook.higher_is_better) == ("kid_mean", False)
+    hook = evaluation_hook("eval.metrics=[is,prdc]", "eval.best_metric=is", "eval.early_stop_metric=recall")
+    assert (hook.best_metric, hook.higher_is_better) == ("is_mean", True)
+    assert (hook.early_stopping.metric, hook.early_stopping.higher_is_better) == ("recall", True)
+    hook = evaluation_hook("eval.metrics=[fid]")
+    assert (hook.best_metric, hook.higher_is_better, hook.early_stopping.metric) == ("fid", False, "fid")
 
 
 def test_checkpoint_hook_schedules(state):

@@ -144,21 +144,12 @@ def test_diverging_run_stops_with_advice(tiny_config):
         train(tiny_config("name=nan", "training.max_steps=3"), callbacks=(poison,))
 
 
-def test_resume_between_log_intervals_repeats_every_metrics_line(tiny_config):
+def test_resume_between_log_intervals_repeats_every_metrics_line(tiny_config, crash_and_resume):
     """The checkpoint (every 5 steps) falls inside a log interval (every 3): the straddling line must match too."""
     knobs = ("logging.log_every=3", "checkpoint.every_steps=5", "training.num_epochs=2")
-    reference = train(tiny_config("name=reference", *knobs))
-
-    def crash(step, stats):
-        if step == 13:
-            raise RuntimeError("simulated crash")
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_config("name=crashed", *knobs), callbacks=(crash,))
-    crashed_dir = reference.run_dir.parent / "crashed"
-    assert load_checkpoint(crashed_dir / "checkpoints" / "last.pt")["step"] == 10
-    train(resume=crashed_dir)
-    ref, res = _loss_records(reference.run_dir), _loss_records(crashed_dir)
+    reference, crashed = crash_and_resume(tiny_config, knobs, crash_step=13)
+    assert json.loads((crashed / "env.json").read_text())["resumes"][0]["from_step"] == 10  # inside a log interval
+    ref, res = _loss_records(reference), _loss_records(crashed)
     assert [r["step"] for r in res] == [3, 6, 9, 12, 15, 16]
     without_speed = [{k: v for k, v in r.items() if k != "images_per_sec"} for r in ref]
     assert without_speed == [{k: v for k, v in r.items() if k != "images_per_sec"} for r in res]
