@@ -174,7 +174,8 @@ def make_scheduler(
     betas are checked against that built-in schedule and passed as `trained_betas` when they differ by more
     than float32 rounding (e.g. a cosine schedule with s ≠ 0.008). `overrides` go to the scheduler unchanged
     (e.g. timestep_spacing="trailing", clip_sample=False). diffusers' defaults otherwise: clip_sample=True for
-    DDPM/DDIM, "leading" timestep spacing for DDPM/DDIM and "linspace" for DPM-Solver++ (2nd order).
+    DDPM/DDIM, "leading" timestep spacing for DDPM/DDIM and "linspace" for DPM-Solver++ (2nd order), whose x0
+    genlab clips likewise (thresholding at sample_max_value=1).
     """
     if kind not in _SCHEDULER_CLASSES:
         raise ConfigError(f"Unknown sampler {kind!r}: use one of {', '.join(SAMPLERS)}.")
@@ -198,7 +199,11 @@ def make_scheduler(
         if not torch.allclose(given, builtin, rtol=1e-6, atol=0.0):
             kwargs["trained_betas"] = betas.detach().cpu().to(torch.float64).numpy()
     if kind == "dpm++":
-        kwargs["algorithm_type"] = "dpmsolver++"
+        # x0 clipped to [-1, 1] at every step, as diffusers' DDPM/DDIM do by default (clip_sample=True): its
+        # "dynamic thresholding" with sample_max_value=1 is a plain clip. Unclipped, an ε-model's x0 estimate at
+        # high t is x_t / sqrt(ᾱ_t), up to ~150× too large under the linear schedule, and a model that is not yet
+        # good there yields saturated noise (measured in docs/families.md). thresholding=False turns it off.
+        kwargs.update(algorithm_type="dpmsolver++", thresholding=True, sample_max_value=1.0)
     kwargs.update(overrides)
     return _SCHEDULER_CLASSES[kind](**kwargs)
 

@@ -110,6 +110,24 @@ def test_make_scheduler_kinds_and_errors():
         make_scheduler("ddim", T, prediction_type="eps")
 
 
+@pytest.mark.parametrize("prediction_type, output", [("epsilon", 0.0), ("v_prediction", -5.0)])
+def test_dpm_solver_clips_x0_like_ddim(prediction_type, output):
+    # At the first (noisiest) step, ε = 0 claims x0 = x_t / sqrt(ᾱ_T), ~150× x_t under the linear schedule, and
+    # v = -5 claims x0 = sqrt(ᾱ)·x_t + 5·sqrt(1-ᾱ) ≈ 5. DDIM clips such estimates (clip_sample); DPM-Solver++ must.
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def first_x0(**overrides):
+        dpm = make_scheduler("dpm++", T, prediction_type=prediction_type, **overrides)
+        dpm.set_timesteps(20)
+        dpm._init_step_index(dpm.timesteps[0])
+        return dpm.convert_model_output(torch.full_like(x, output), sample=x)
+
+    clipped, raw = first_x0(), first_x0(thresholding=False)
+    assert clipped.abs().max() <= 1.0
+    assert raw.abs().max() > 4.0  # what the unclipped solver would extrapolate from
+    torch.testing.assert_close(clipped, raw.clamp(-1.0, 1.0))
+
+
 def test_scheduler_alphas_cumprod_match_ours():
     # diffusers accumulates ᾱ in float32, ours in float64: they agree to float32 accuracy.
     for schedule in ("linear", "cosine"):
