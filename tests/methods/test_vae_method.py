@@ -19,7 +19,7 @@ from genlab.methods import VAEMethod
 from genlab.methods.base import StepContext
 from genlab.models import DataShape
 from genlab.runs.checkpoint import load_checkpoint
-from genlab.train import train
+from genlab.train import load_experiment, train
 from genlab.train.logging import read_jsonl
 
 
@@ -100,3 +100,20 @@ def test_vae_run_logs_its_terms_draws_figures_and_samples_from_the_prior(tiny_va
 def test_bad_tiny_vae_configs_are_clear_errors(tiny_vae_config, overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny_vae_config(*overrides)
+
+
+def _active_units_after(overrides):
+    cfg = load_experiment("fashion_mnist_vae", [
+        "data.name=synthetic", "data.image_size=16", "data.num_samples=256", "model.base_channels=8",
+        "model.latent_dim=16", "training.num_epochs=1000", "training.max_steps=200", "training.batch_size=32", "logging.log_every=50",
+        "logging.sample_every=1000", "checkpoint.every_steps=1000", "logging.progress=false",
+        "logging.report=false", "device=cpu", *overrides])
+    return _records(train(cfg).run_dir)[-1]["active_units"]
+
+
+def test_the_seed_31_preset_keeps_its_latents_active(tmp_path):
+    # Seed 003's β = 1 is the ELBO's weight on the per-image squared-error sum (the preset); on the per-pixel mean
+    # the same β weighs the KL 256× more here (784× at 28 px) and every latent unit collapses.
+    elbo = _active_units_after([f"output_dir={tmp_path / 'sum'}"])
+    mean = _active_units_after([f"output_dir={tmp_path / 'mean'}", "training.reconstruction_reduction=mean"])
+    assert elbo >= 4 and mean <= 1, (elbo, mean)
