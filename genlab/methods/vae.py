@@ -160,12 +160,22 @@ class VAEMethod(Method):
         return images
 
     @torch.no_grad()
+    def encode(self, images: torch.Tensor, ema: bool = True) -> torch.Tensor:
+        """Posterior means E[z | x] of `images` (N×latent_dim), in eval mode."""
+        net = self._net(ema)
+        was_training = net.training
+        net.eval()
+        means = net.encode(images.to(self.device))[0]
+        net.train(was_training)
+        return means
+
+    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, ema: bool = True) -> torch.Tensor:
         """Decode the posterior means of `images` (deterministic reconstructions)."""
         net = self._net(ema)
         was_training = net.training
         net.eval()
-        out = net.decode(net.encode(images.to(self.device))[0])
+        out = net.decode(self.encode(images, ema))
         net.train(was_training)
         return out
 
