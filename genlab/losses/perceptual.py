@@ -78,8 +78,9 @@ def _imagenet_state_dict(network: str) -> dict[str, torch.Tensor]:
             f"The ImageNet weights of {network} for the perceptual/Gram loss are not in torch.hub's cache "
             f"({cached}) and could not be downloaded ({type(err).__name__}: {err}). The download needs network "
             f"once, after which the cached file is used offline; set TORCH_HOME to choose the cache folder. "
-            f"Without network, copy {cached.name} from a machine that has it and pass "
-            f"weights=/path/to/{network}.pth (a torchvision state dict)."
+            f"Without network, copy {cached.name} from a machine that has it and set "
+            f"training.vgg_weights=/path/to/{cached.name} (a torchvision state dict); training.vgg_weights=null "
+            "runs the loss on seeded random VGG weights, which tests use but which is no ImageNet perceptual loss."
         ) from err
 
 

@@ -156,5 +156,5 @@ def test_imagenet_weights_without_network_explain_how_to_get_them(tmp_path: Path
         PerceptualLoss(weights="imagenet")
     message = str(info.value)
     assert attempts and attempts[0].endswith("vgg16-397923af.pth")
-    assert "needs network once" in message and "weights=/path/to/vgg16.pth" in message
+    assert "needs network once" in message and "training.vgg_weights=/path/to/vgg16-397923af.pth" in message
     assert str(tmp_path / "torch-home") in message
