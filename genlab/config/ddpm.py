@@ -19,7 +19,7 @@ Sampler = Literal["ddpm", "ddim", "dpm++"]
 class DdpmModelConfig(ModelConfig):
     """The denoising U-Net and the noise schedule it is trained on."""
 
-    family: Literal["ddpm"] = Field("ddpm", description="Model family: ddpm.")
+    family: Literal["ddpm"] = Field("ddpm", description="Model family: ddpm (these keys); model.family=gan or vae switches to that family's keys.")
     architecture: str = Field("unet", description="Denoiser from the diffusion registry: unet (diffusers UNet2DModel).")
     base_channels: int = Field(128, ge=1, description="U-Net width at full resolution (seed 003: 128; 4.4 widens to 192).")
     channel_mults: list[int] | None = Field(

@@ -16,7 +16,7 @@ from genlab.config.schema import Config, ModelConfig, TrainingConfig, register_f
 class GanModelConfig(ModelConfig):
     """The generator/discriminator pair and their sizes."""
 
-    family: Literal["gan"] = Field("gan", description="Model family: gan.")
+    family: Literal["gan"] = Field("gan", description="Model family: gan (these keys); model.family=vae or ddpm switches to that family's keys.")
     architecture: str = Field(
         "dcgan", description="Generator/discriminator pair from the GAN registry: dcgan (28-128 px) or resnet."
     )

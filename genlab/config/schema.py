@@ -72,7 +72,7 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """The networks: which family and which architecture; each family's subclass adds their sizes."""
 
-    family: str = Field(DEFAULT_FAMILY, description="Model family: gan (vae and ddpm are planned).")
+    family: str = Field(DEFAULT_FAMILY, description="Model family: gan, vae or ddpm; each adds its own model and training keys.")
     architecture: str = Field("", description="Network architecture, from the family's own registry.")
 
 

@@ -16,7 +16,7 @@ from genlab.config.schema import Config, ModelConfig, TrainingConfig, register_f
 class VaeModelConfig(ModelConfig):
     """The encoder/decoder pair and, for VQGAN-lite, the PatchGAN discriminator."""
 
-    family: Literal["vae"] = Field("vae", description="Model family: vae.")
+    family: Literal["vae"] = Field("vae", description="Model family: vae (these keys); model.family=gan or ddpm switches to that family's keys.")
     architecture: str = Field(
         "conv", description="Encoder/decoder pair from the VAE registry: conv (stride-2 convs down, Upsample+Conv up)."
     )
