@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,14 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
     return env
 
 
-def write_env(run: RunDir, device: torch.device, seed: int, resumed_from_step: int | None = None) -> None:
-    """Write env.json; a resumed run appends its own record under `resumes`."""
+def write_env(run: RunDir, device: torch.device, seed: int, resumed_from_step: int | None = None,
+              overrides: Sequence[str] | None = None) -> None:
+    """Write env.json; a resumed run appends its own record (with the overrides it was given) under `resumes`."""
     record = environment(device, seed)
     if resumed_from_step is not None and run.env.is_file():
         data = json.loads(run.env.read_text())
-        data.setdefault("resumes", []).append({**record, "from_step": resumed_from_step})
+        data.setdefault("resumes", []).append({**record, "from_step": resumed_from_step,
+                                               "overrides": list(overrides or [])})
     else:
         data = record
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from genlab.config import Config, apply_overrides, validate
+from genlab.config import Config, apply_overrides, save_config, validate
 from genlab.data import EpochLoader, build_dataset, to_float
 from genlab.data.augment import resolve_policy
 from genlab.errors import CheckpointError, GenlabError
@@ -106,6 +106,8 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
         source = f"{run.config} + overrides"
         cfg = validate(apply_overrides(checkpoint["config"], list(overrides or [])), source)
         check_config(cfg, source)
+        if overrides:
+            save_config(cfg, run.config)  # config.yaml is what the run uses from here on (e.g. more epochs)
     elif cfg is None:
         raise ValueError("train() needs a config or a run directory to resume")
     else:
@@ -143,7 +145,8 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
         step = int(checkpoint["step"])
         truncate_jsonl(run.metrics, step)
         log.info("Resuming %s from step %d of %d", run.root, step, total_steps)
-    write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None)
+    write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None,
+              overrides=overrides)
     write_lock(run.root)
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
     state = TrainState(cfg, run, method, device, logger, CheckpointManager(run.checkpoints, cfg.checkpoint.keep),

@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 
+from genlab.config import load_config
 from genlab.generate import load_run
 from genlab.runs.checkpoint import CheckpointManager, atomic_save, load_checkpoint
 from genlab.train.logging import read_jsonl
@@ -89,6 +90,10 @@ def test_resume_can_extend_the_budget(tiny_config):
     first = train(tiny_config("name=short", "training.num_epochs=1"))
     longer = train(resume=first.run_dir, overrides=["training.num_epochs=2"])
     assert (first.step, longer.step) == (8, 16)
+    # The run directory records what the run now uses, and which resume changed it.
+    assert load_config(first.run_dir / "config.yaml").training.num_epochs == 2
+    resumes = json.loads((first.run_dir / "env.json").read_text())["resumes"]
+    assert resumes[-1]["from_step"] == 8 and resumes[-1]["overrides"] == ["training.num_epochs=2"]
 
 
 def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
