@@ -124,19 +124,36 @@ def test_gasten_resume_refuses_options_it_would_ignore(command, flags, tmp_path)
     assert all(flag in message for flag in flags if flag.startswith("--"))
 
 
-def test_gasten_steps_say_when_they_stopped_early(monkeypatch, tmp_path):
+def test_train_and_gasten_steps_say_when_they_stopped_early(monkeypatch, tmp_path):
     import genlab.gasten
+    import genlab.train
     from genlab.train.loop import TrainResult
 
     stopped = TrainResult(tmp_path, 48, 160, interrupted=False, early_stopped=True,
                           stop_reason="early stopping: fid has not improved for 2 evaluations (best 3.1)")
     monkeypatch.setattr(genlab.gasten, "run_step1", lambda *a, **k: stopped)
     monkeypatch.setattr(genlab.gasten, "run_step2", lambda *a, **k: stopped)
-    for command in ("step1", "step2"):
-        result = CliRunner().invoke(app, ["gasten", command, "--resume", str(tmp_path)])
+    monkeypatch.setattr(genlab.train, "train", lambda *a, **k: stopped)
+    for command in (["train"], ["gasten", "step1"], ["gasten", "step2"]):
+        result = CliRunner().invoke(app, [*command, "--resume", str(tmp_path)])
         assert result.exit_code == 0, result.output
         assert "stopped early (early stopping: fid has not improved for 2 evaluations (best 3.1))" in result.output
         assert "finished" not in result.output
+
+
+def test_device_defaults_to_auto_on_every_command():
+    """Every --device option starts from auto (CUDA, else MPS, else the CPU); `prepare faces` said cpu."""
+    import typer
+
+    def device_options(command, path=()):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from device_options(sub, (*path, name))
+        yield from ((" ".join(path), p) for p in command.params if "--device" in p.opts)
+
+    found = dict(device_options(typer.main.get_command(app)))
+    assert {"sample", "evaluate", "prepare faces", "classifier train", "classifier evaluate"} <= set(found)
+    for path, option in found.items():  # None: the command's config holds the default, and the help says so
+        assert option.default == "auto" or (option.default is None and "auto (default)" in option.help), path
 
 
 def test_config_show_takes_the_preset_either_way():

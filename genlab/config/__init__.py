@@ -39,6 +39,7 @@ from genlab.config.schema import (
     TrainingConfig,
     TuneConfig,
     register_family,
+    strict_number,
 )
 from genlab.config.vae import VaeConfig, VaeModelConfig, VaeTrainingConfig
 
@@ -48,5 +49,5 @@ __all__ = [
     "GanConfig", "GanModelConfig", "GanTrainingConfig", "GastenConfig", "LoggingConfig", "ModelConfig", "Section",
     "TrainingConfig", "TuneConfig", "apply_overrides", "default_config", "describe_family", "describe_schema", "gan", "list_presets",
     "load_config", "parse_value", "preset_dirs", "read_yaml", "resolve_preset", "save_config", "register_family",
-    "VaeConfig", "VaeModelConfig", "VaeTrainingConfig", "vae", "validate",
+    "strict_number", "VaeConfig", "VaeModelConfig", "VaeTrainingConfig", "vae", "validate",
 ]

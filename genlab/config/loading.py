@@ -326,7 +326,10 @@ def resolve_preset(name_or_path: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping with StrictLoader (safe_load without duplicate keys), explaining any problem in one paragraph."""
+    """Read a YAML mapping with StrictLoader (safe_load without duplicate keys), explaining any problem in one paragraph.
+
+    Numbers such as `1e-4`, which YAML 1.1 leaves as text, come back as floats.
+    """
     try:
         data = _load_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as err:
@@ -341,7 +344,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a mapping of groups (model:, training:, ...), not {type(data).__name__}.")
-    return data
+    return _fix_yaml_floats(data)
 
 
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -244,9 +244,11 @@ class GastenConfig(Section):
         "or a comma-separated list (mean ensemble).",
     )
     ambiguity: bool = Field(
-        False, description="Add weight · L_amb(C(G(z))) to the generator loss (`genlab gasten step2` turns it on).",
+        False, description="Add weight · L_amb(C(G(z))) to the generator loss (`genlab gasten step2` turns it on; "
+        "gasten.gaussian_update=separate gives the gaussian loss a generator step of its own instead).",
     )
-    weight: float = Field(25.0, ge=0, description="α, the weight of the ambiguity loss in step 2.")
+    weight: float = Field(25.0, ge=0, description="α, the weight of the ambiguity loss in step 2 (with "
+                          "gasten.gaussian_update=separate: the separate step's gradient norm is clipped to 0.5 · α).")
     loss: str = Field(
         "confusion", description="Ambiguity loss: confusion (mean |0.5 − p|), kl (KL to the uniform prediction) or "
         "gaussian (½[log σ² + (p − 0.5)²/σ²]).",

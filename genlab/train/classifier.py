@@ -15,13 +15,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from genlab.config import DataConfig, apply_overrides, read_yaml
+from genlab.config import DataConfig, apply_overrides, read_yaml, strict_number
 from genlab.data import build_dataset
 from genlab.data.base import to_float
 from genlab.errors import ConfigError, GenlabError
@@ -141,7 +141,8 @@ def classifier_config(config: str | Path | None = None, overrides: list[str] | N
     """Defaults < the YAML/JSON file `config` < `given` (the CLI's shortcut flags; None = not given) < overrides.
 
     Keys are ClassifierTrainConfig's fields (an unknown one names the nearest valid key); values are
-    type-checked, so `epochs=x` is an error, not a crash mid-training.
+    type-checked, so `epochs=x` is an error, not a crash mid-training, and numbers are strict as in every
+    genlab config (`lr=true` is not 1.0, `epochs=2.0` is not 2).
     """
     from pydantic import TypeAdapter, ValidationError
 
@@ -160,6 +161,15 @@ def classifier_config(config: str | Path | None = None, overrides: list[str] | N
             raw[key] = parse_int_list(raw[key], key)
     if isinstance(raw.get("members"), str):
         raw["members"] = [m.strip() for m in raw["members"].split(";") if m.strip()]
+    types = get_type_hints(ClassifierTrainConfig)
+    problems = []
+    for key, value in raw.items():
+        try:
+            strict_number(value, types[key])
+        except ValueError as err:
+            problems.append(f"{key} = {value!r}: {err}")
+    if problems:
+        raise ConfigError(f"Invalid {source}: {'; '.join(problems)}.")
     try:
         return TypeAdapter(ClassifierTrainConfig).validate_python(raw, strict=False)
     except ValidationError as err:

@@ -147,7 +147,9 @@ def test_lazy_r1_takes_its_own_d_step_with_the_adam_correction(tiny_config, monk
 
 
 class Halves(nn.Module):
-    """A fixed binary 'classifier': the logit is a linear function of the pixels."""
+    """A fixed binary 'classifier' of 16 px grey images: the logit is a linear function of the pixels."""
+
+    channels, image_size = 1, 16
 
     def __init__(self) -> None:
         super().__init__()
@@ -159,10 +161,13 @@ class Halves(nn.Module):
 
 @pytest.mark.parametrize("update", ["added", "separate"])
 def test_gaussian_ambiguity_update(tiny_config, monkeypatch, update):
+    """gasten.gaussian_update from the config to the steps G takes (the classifier is a stand-in, not a run)."""
     weight = 0.01
-    method = make(tiny_config, "gasten.loss=gaussian", f"gasten.gaussian_update={update}", "training.ema_decay=0")
-    torch.manual_seed(1)
-    method.ambiguity = AmbiguityTerm(Halves(), weight, "gaussian", 0.01, 16, separate=update == "separate")
+    monkeypatch.setattr(gan_module, "load_classifier", lambda source, device: Halves())
+    method = make(tiny_config, "gasten.ambiguity=true", "gasten.classifier=halves.pt", "gasten.loss=gaussian",
+                  f"gasten.weight={weight}", f"gasten.gaussian_update={update}", "training.ema_decay=0")
+    assert isinstance(method.ambiguity, AmbiguityTerm) and method.ambiguity.weight == weight
+    assert method.ambiguity.separate == (update == "separate")
     counter = OptimiserSteps(method.opt_g, monkeypatch)
     stats = step(method)
     assert torch.isfinite(stats["loss_amb"]) and torch.isfinite(stats["loss_g"])
@@ -193,24 +198,62 @@ def test_bf16_autocast_stays_close_to_fp32(tiny_config):
     assert F.cosine_similarity(updates["bf16"], updates["none"], dim=0) > 0.95  # Adam moved the weights alike
 
 
+def weights(method: GANMethod) -> torch.Tensor:
+    """Every parameter of G and D, flattened into one vector."""
+    params = (*method.generator.parameters(), *method.discriminator.parameters())
+    return torch.cat([p.detach().flatten() for p in params])
+
+
+def test_fp16_grad_scaler_skips_overflow_then_follows_fp32(tiny_config):
+    """training.amp=fp16 with its GradScaler (what amp=auto picks on CUDA; fp16 autocast also runs on the CPU).
+
+    A step whose scaled gradients overflow fp16 leaves the weights alone and halves the scale; at a
+    scale that fits, three steps move the weights as three fp32 steps do.
+    """
+    method = make(tiny_config, "training.amp=fp16")
+    assert method.precision.dtype == torch.float16 and method.precision.scaler.is_enabled()
+    method.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)  # every gradient overflows fp16
+    start = weights(method)
+    assert torch.isfinite(step(method)["loss_d"])
+    assert torch.equal(weights(method), start) and method.precision.scaler.get_scale() == 2.0**23
+    losses, updates = {}, {}
+    for amp in ("none", "fp16"):
+        method = make(tiny_config, f"training.amp={amp}")
+        if amp == "fp16":
+            method.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        start = weights(method)
+        losses[amp] = [step(method, i)["loss_d"].item() for i in range(3)]
+        updates[amp] = weights(method) - start
+    assert method.precision.scaler.get_scale() == 2.0**10  # no fp16 step was skipped
+    assert losses["fp16"] != losses["none"] and losses["fp16"] == pytest.approx(losses["none"], rel=1e-2)
+    assert torch.isfinite(updates["fp16"]).all() and F.cosine_similarity(updates["fp16"], updates["none"], dim=0) > 0.95
+
+
 def test_diffaugment_changes_what_the_discriminator_sees(tiny_config, monkeypatch):
-    seen: dict[str, torch.Tensor] = {}
+    """DiffAugment reaches all three D inputs of a step (real and fake in Dmain, fake in Gmain), differentiably."""
+    seen: dict[str, list[tuple[torch.Tensor, bool]]] = {}
     for policy in ("", "translation,cutout"):
         method = make(tiny_config, f"training.diffaugment={policy}")
         forward = method.discriminator.forward
-        inputs: list[torch.Tensor] = []
+        inputs: list[tuple[torch.Tensor, bool]] = []
 
         def recording(x, labels=None, forward=forward, inputs=inputs):
-            inputs.append(x.detach().clone())
+            inputs.append((x.detach().clone(), x.requires_grad))
             return forward(x, labels)
 
         monkeypatch.setattr(method.discriminator, "forward", recording)
         step(method)
-        seen[policy] = inputs[0]  # the real batch, as D sees it
-    assert torch.equal(seen[""], batch().images)
-    augmented = seen["translation,cutout"]
-    assert not torch.equal(augmented, seen[""])
-    assert ((augmented == 0) & (seen[""] != 0)).any()  # zero-filled borders and cut-out squares
+        seen[policy] = inputs
+    plain, augmented = seen[""], seen["translation,cutout"]
+    assert len(plain) == len(augmented) == 3
+    assert torch.equal(plain[0][0], batch().images)  # the real batch, as D sees it
+    assert not torch.equal(augmented[0][0], plain[0][0])
+    assert ((augmented[0][0] == 0) & (plain[0][0] != 0)).any()  # zero-filled borders and cut-out squares
+    # The fakes too (G(z) from tanh is never exactly 0): in D's step, and in G's step, where G's gradient
+    # must still flow through the augmentation.
+    assert [bool((x == 0).any()) for x, _ in plain] == [False] * 3
+    assert [bool((x == 0).any()) for x, _ in augmented] == [True] * 3
+    assert augmented[2][1] and not augmented[1][1]  # Gmain's input carries G's graph; Dmain's fakes are detached
 
 
 def test_translation_moves_and_cutout_zeroes_pixels():

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from genlab.cli.classifier import classifier_app
 from genlab.data.sources import DEBIAN_FASHION_MNIST
-from genlab.errors import GenlabError
+from genlab.errors import ConfigError, GenlabError
 from genlab.models.classifiers import EnsembleClassifier, TimmClassifier, load_classifier
-from genlab.train.classifier import ClassifierTrainConfig, evaluate_classifier, train_classifier
+from genlab.train.classifier import ClassifierTrainConfig, classifier_config, evaluate_classifier, train_classifier
 from genlab.train.logging import read_jsonl
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -159,3 +159,17 @@ def test_cli_train_reads_a_config_with_overrides_and_flags(tmp_path):
     assert isinstance(bad.exception, GenlabError) and "did you mean 'epochs'" in str(bad.exception)
     bad = runner.invoke(classifier_app, ["train", "--config", str(config), "epochs=x"])
     assert isinstance(bad.exception, GenlabError) and "epochs = 'x'" in str(bad.exception)
+
+
+def test_classifier_config_numbers_are_strict_as_in_every_config(tmp_path):
+    """`lr=true`, `epochs=2.0` and `seed='3'` are refused (issue #16 item 9); YAML's `1e-3` is still a number."""
+    for override, words in (("lr=true", "a boolean is not a number"), ("epochs=2.0", "decimals are not truncated"),
+                            ("epochs=true", "a boolean is not a number"), ("seed='3'", "got the text '3'"),
+                            ("nf=[4, 8.0]", "decimals are not truncated")):
+        with pytest.raises(ConfigError, match="Invalid classifier config") as err:
+            classifier_config(None, [override])
+        assert override.split("=")[0] in str(err.value) and words in str(err.value), str(err.value)
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 1e-3\nepochs: 2\nval_fraction: 0\n")
+    cfg = classifier_config(config, ["max_samples=300"], epochs=3)
+    assert (cfg.lr, cfg.epochs, cfg.val_fraction, cfg.max_samples) == (1e-3, 3, 0.0, 300)
