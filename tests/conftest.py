@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import pytest
 
+from genlab import cli
 from genlab.config import Config
 from genlab.train import load_experiment, train
 
@@ -70,5 +74,26 @@ def crash_and_resume():
         crashed = reference.run_dir.parent / "crashed"
         train(resume=crashed)
         return reference.run_dir, crashed
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """`run_cli(ARGS)` runs `genlab ARGS` in this process and returns (exit code, everything printed)."""
+
+    def run(args: list[str]) -> tuple[int, str]:
+        out, argv = io.StringIO(), sys.argv
+        sys.argv = ["genlab", *args]
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                try:
+                    cli.main()
+                    code = 0
+                except SystemExit as exit_:
+                    code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            sys.argv = argv
+        return code, out.getvalue()
 
     return run

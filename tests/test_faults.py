@@ -7,10 +7,8 @@ read-only file system (a tmpfs remounted `ro`) stands for the read-only director
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import importlib.util
-import io
 import os
 import subprocess
 import sys
@@ -21,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import cli
 from genlab.errors import CheckpointError
 from genlab.runs import checkpoint as checkpoint_module
 from genlab.runs.checkpoint import CheckpointManager, load_checkpoint
@@ -163,23 +160,8 @@ def test_read_only_checkpoint_folder_is_a_clear_error(small_disk, monkeypatch):
             manager.folder.chmod(0o755)
 
 
-def _cli(args: list[str]) -> tuple[int, str]:
-    """`genlab ARGS` in this process: (exit code, everything printed)."""
-    out, argv = io.StringIO(), sys.argv
-    sys.argv = ["genlab", *args]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue()
 
-
-def test_disk_full_during_training_stops_with_one_paragraph_and_resumes(tmp_path, monkeypatch):
+def test_disk_full_during_training_stops_with_one_paragraph_and_resumes(tmp_path, monkeypatch, run_cli):
     """`genlab train` whose second checkpoint hits a full disk: exit 2, no traceback; --resume from step 3 finishes."""
     real_save = checkpoint_module.atomic_save
     calls = []
@@ -192,16 +174,16 @@ def test_disk_full_during_training_stops_with_one_paragraph_and_resumes(tmp_path
 
     monkeypatch.setattr(checkpoint_module, "atomic_save", fill_up)
     run = tmp_path / "runs" / "full"
-    code, printed = _cli(["train", *TINY, f"output_dir={tmp_path / 'runs'}", "name=full"])
+    code, printed = run_cli(["train", *TINY, f"output_dir={tmp_path / 'runs'}", "name=full"])
     assert code == 2 and "Traceback" not in printed, printed
     assert f"error: Could not write checkpoint {run / 'checkpoints' / 'last.pt'}: the disk is full" in printed, printed
     monkeypatch.undo()
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
-    code, printed = _cli(["train", "--resume", str(run)])
+    code, printed = run_cli(["train", "--resume", str(run)])
     assert code == 0 and "at step 6/6" in printed, printed
 
 
-def test_read_only_output_dir_is_a_clear_error(tmp_path, monkeypatch):
+def test_read_only_output_dir_is_a_clear_error(tmp_path, monkeypatch, run_cli):
     """Creating a run under a folder that cannot be written: exit 2, the folder named, nothing half-made."""
     out = tmp_path / "runs"
     out.mkdir()
@@ -220,7 +202,7 @@ def test_read_only_output_dir_is_a_clear_error(tmp_path, monkeypatch):
                 return real_mkdir(self, *args, **kwargs)
 
             monkeypatch.setattr(Path, "mkdir", refuse)
-        code, printed = _cli(["train", *TINY, f"output_dir={out}", "name=ro"])
+        code, printed = run_cli(["train", *TINY, f"output_dir={out}", "name=ro"])
         monkeypatch.undo()
         assert code == 2 and "Traceback" not in printed, printed
         assert f"Could not create the run directory {out / 'ro'}" in printed, printed

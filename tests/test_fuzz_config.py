@@ -7,10 +7,7 @@ command lines) on top of a tiny valid synthetic-data run, and calls `genlab.cli.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import string
-import sys
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -21,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from genlab import cli
 from genlab.config import FAMILIES, load_config
 
 BASE = ["data.name=synthetic", "data.image_size=16", "data.num_samples=16", "training.batch_size=8",
@@ -197,22 +193,6 @@ def mistakes(draw: st.DrawFn) -> dict[str, Any]:
     return case
 
 
-def _run(args: list[str]) -> tuple[int, str]:
-    """`genlab ARGS` in this process: (exit code, everything printed)."""
-    out = io.StringIO()
-    argv = sys.argv
-    sys.argv = ["genlab", *args]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue()
-
 
 def test_base_config_is_valid():
     """The mistakes are drawn on top of a config that is fine by itself."""
@@ -222,7 +202,7 @@ def test_base_config_is_valid():
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=mistakes())
-def test_wrong_configs_and_command_lines_end_in_one_clear_paragraph(case, tmp_path, monkeypatch):
+def test_wrong_configs_and_command_lines_end_in_one_clear_paragraph(case, tmp_path, monkeypatch, run_cli):
     """Exit 2, one paragraph, no traceback, nothing run (no MARKER file), nothing under runs/ or output_dir."""
     cwd, out = tmp_path / "cwd", tmp_path / "out"
     cwd.mkdir(exist_ok=True)
@@ -237,7 +217,7 @@ def test_wrong_configs_and_command_lines_end_in_one_clear_paragraph(case, tmp_pa
         args += ["--config", str(path)]
     args += [a if a != "RUN_THAT_DOES_NOT_EXIST" else str(tmp_path / "nope") for a in case["args"]]
     args += [*BASE, f"output_dir={out}", *case["overrides"]]
-    code, printed = _run(args)
+    code, printed = run_cli(args)
     assert code == 2, f"{case}: exit {code}\n{printed}"
     assert "Traceback" not in printed, f"{case}\n{printed}"
     assert not (cwd / "MARKER").exists() and not (tmp_path / "MARKER").exists(), f"{case} ran code"
@@ -253,9 +233,9 @@ def test_wrong_configs_and_command_lines_end_in_one_clear_paragraph(case, tmp_pa
 @pytest.mark.parametrize("override", ["training.lr_g=true", "model.latent_dim=true", "training.batch_size=8.0",
                                       "data.seed=true", "tune.lr_range=[true, 1]", "data.classes=[1.0, 2.0]",
                                       "training.lr_g='0.5'", "training.lr_g=.inf", "training.grad_clip=.inf"])
-def test_numbers_are_strict(override):
+def test_numbers_are_strict(override, run_cli):
     """No bool -> number, no text -> number, no decimal -> integer, no infinities (issue #16 item 9)."""
-    code, printed = _run(["config", "show", "fashion_mnist_dcgan", override])
+    code, printed = run_cli(["config", "show", "fashion_mnist_dcgan", override])
     assert code == 2 and printed.startswith("error: Invalid configuration") and override.split("=")[0] in printed
 
 
@@ -265,16 +245,16 @@ def test_integers_still_stand_for_floats():
     assert cfg.training.lr_g == 1.0 and isinstance(cfg.training.lr_g, float) and cfg.tune.lr_range == [1.0, 2.0]
 
 
-def test_binary_deep_and_duplicate_yaml_are_config_errors(tmp_path):
+def test_binary_deep_and_duplicate_yaml_are_config_errors(tmp_path, run_cli):
     """A binary --config, a deeply nested YAML and a duplicate key: one paragraph each, naming the problem."""
     (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "deep.yaml").write_text("data:\n  augment: " + "[" * 5000 + "]" * 5000 + "\n")
     (tmp_path / "dup.yaml").write_text("training:\n  lr_g: 0.1\n  lr_d: 0.1\n  lr_g: 0.2\n")
     expected = {"binary": "not a YAML text file", "deep": "too deeply", "dup": "duplicate key 'lr_g'"}
     for name, words in expected.items():
-        code, printed = _run(["config", "show", str(tmp_path / f"{name}.yaml")])
+        code, printed = run_cli(["config", "show", str(tmp_path / f"{name}.yaml")])
         assert code == 2 and words in printed and "Traceback" not in printed, printed
-    assert "line 4" in _run(["config", "show", str(tmp_path / "dup.yaml")])[1]
+    assert "line 4" in run_cli(["config", "show", str(tmp_path / "dup.yaml")])[1]
 
 
 def test_yaml_merge_keys_are_not_duplicates(tmp_path):
@@ -286,7 +266,7 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
     assert (cfg.logging.log_every, cfg.logging.sample_every, cfg.training.lr_g) == (7, 5, 0.1)
 
 
-def test_python_tags_are_refused_and_never_run(tmp_path, monkeypatch):
+def test_python_tags_are_refused_and_never_run(tmp_path, monkeypatch, run_cli):
     """`!!python/object/apply` in a file or an override is refused; the command it names never runs."""
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "MARKER"
@@ -294,6 +274,6 @@ def test_python_tags_are_refused_and_never_run(tmp_path, monkeypatch):
     (tmp_path / "evil.yaml").write_text(f"name: {payload}\n")
     for args in (["config", "show", str(tmp_path / "evil.yaml")], ["config", "show", "fashion_mnist_dcgan",
                                                                    f"name={payload}"]):
-        code, printed = _run(args)
+        code, printed = run_cli(args)
         assert code == 2 and "tags are refused" in printed and not marker.exists(), printed
     assert yaml.safe_load("a: 1") == {"a": 1}  # the loader is still plain YAML

@@ -4,17 +4,13 @@ string is ever evaluated (YAML Python tags are refused); no unsafe loader appear
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from genlab import cli
 from genlab.config import default_config, parse_value, save_config
 from genlab.errors import CheckpointError, ConfigError
 from genlab.models.classifiers import load_classifier
@@ -43,21 +39,6 @@ def _evil_files(folder: Path) -> tuple[Path, list[Path]]:
     return marker, [folder / "evil_torch.pt", folder / "evil_raw.pt"]
 
 
-def _cli(args: list[str]) -> tuple[int, str]:
-    """`genlab ARGS` in this process: (exit code, everything printed)."""
-    out, argv = io.StringIO(), sys.argv
-    sys.argv = ["genlab", *args]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue()
-
 
 def _fake_run(root: Path, checkpoint: Path) -> Path:
     """A run directory (config.yaml, checkpoints/last.pt) whose last.pt is `checkpoint`."""
@@ -79,12 +60,12 @@ def test_load_checkpoint_refuses_code_in_a_pickle(tmp_path):
     assert not marker.exists()
 
 
-def test_sample_and_resume_refuse_a_malicious_checkpoint(tmp_path):
+def test_sample_and_resume_refuse_a_malicious_checkpoint(tmp_path, run_cli):
     """`genlab sample RUN` and `genlab train --resume RUN`: exit 2, one paragraph, nothing unpickled."""
     marker, files = _evil_files(tmp_path)
     run = _fake_run(tmp_path / "run", files[0])
     for args in (["sample", str(run), "--n", "1", "--out", str(tmp_path / "s.png")], ["train", "--resume", str(run)]):
-        code, printed = _cli(args)
+        code, printed = run_cli(args)
         assert code == 2 and printed.startswith("error: Checkpoint") and "arbitrary code" in printed, printed
         assert "Traceback" not in printed and "\n\n" not in printed.strip(), printed
     assert not marker.exists() and not (tmp_path / "s.png").exists()
@@ -103,7 +84,7 @@ def test_init_from_and_classifier_loading_refuse_a_malicious_file(tmp_path):
     assert not marker.exists()
 
 
-def test_config_strings_are_never_evaluated(tmp_path, monkeypatch):
+def test_config_strings_are_never_evaluated(tmp_path, monkeypatch, run_cli):
     """Python expressions stay text, Python YAML tags are refused: in overrides and in files."""
     monkeypatch.chdir(tmp_path)
     marker = tmp_path / "MARKER"
@@ -114,11 +95,11 @@ def test_config_strings_are_never_evaluated(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="tags are refused"):
             parse_value(f"{tag} ['touch {marker}']")
     (tmp_path / "evil.yaml").write_text(f"training:\n  lr_g: !!python/object/apply:os.system ['touch {marker}']\n")
-    code, printed = _cli(["config", "show", str(tmp_path / "evil.yaml")])
+    code, printed = run_cli(["config", "show", str(tmp_path / "evil.yaml")])
     assert code == 2 and "tags are refused" in printed, printed
-    code, printed = _cli(["config", "show", "fashion_mnist_dcgan", f"name={expression}", f"data.root={expression}"])
+    code, printed = run_cli(["config", "show", "fashion_mnist_dcgan", f"name={expression}", f"data.root={expression}"])
     assert code == 0 and expression in printed, printed
-    code, printed = _cli(["config", "show", "fashion_mnist_dcgan", f"training.lr_g={expression}"])
+    code, printed = run_cli(["config", "show", "fashion_mnist_dcgan", f"training.lr_g={expression}"])
     assert code == 2 and "expected a valid number" in printed, printed
     assert not marker.exists()
 
