@@ -123,3 +123,12 @@ def test_gasten_presets_for_each_reported_pair(pair):
     base = load_experiment("gasten/fmnist_3v0")
     assert cfg.data.name == "mnist" and cfg.data.classes == [first, second] and cfg.name == f"mnist-{first}v{second}"
     assert cfg.model == base.model and cfg.training == base.training and cfg.eval == base.eval
+
+
+def test_cifar10_cgan_broken_is_seed_004s_failing_setup():
+    cfg = load_experiment("cifar10_cgan_broken")
+    g, d = build_models(cfg.model, DataShape(32, 3, 10), cfg.training.loss_type)
+    assert 0.2 < parameters(g) / parameters(d) < 0.3  # the note's G/D 0.25
+    assert nn.utils.parametrize.is_parametrized(g.to_image, "weight") and cfg.model.init == "orthogonal"
+    t = cfg.training
+    assert (t.n_critic, t.lr_d / t.lr_g, t.lr_schedule, t.d_noise_decay_epochs) == (2, 4.0, "cosine", 100)

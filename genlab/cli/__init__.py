@@ -1,4 +1,4 @@
-"""The `genlab` command line: train, sample, evaluate, config, prepare, classifier, gasten.
+"""The `genlab` command line: train, sample, evaluate, config, prepare, classifier, gasten, runs, report, doctor.
 
 Commands import torch and the modules that use it inside their bodies: that keeps `genlab --help`
 and typos fast (torch alone takes seconds to import). These imports are lazy for start-up time
@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from genlab.cli.classifier import classifier_app
+from genlab.cli.doctor import register as register_doctor
 from genlab.cli.gasten import gasten_app
 from genlab.cli.outcome import ended, refuse_with_resume
 from genlab.cli.runs import register as register_run_commands
@@ -34,6 +35,7 @@ app.add_typer(prepare_app, name="prepare")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(gasten_app, name="gasten")
 register_run_commands(app)
+register_doctor(app)
 
 
 def _schema_help() -> str:

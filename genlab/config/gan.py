@@ -74,7 +74,16 @@ class GanModelConfig(ModelConfig):
     upsample: Literal["nearest", "pixel_shuffle", "convtranspose"] = Field(
         "nearest", description="Up-sampling in residual generator blocks."
     )
-    spectral_norm_g: bool = Field(False, description="Spectral normalisation on the generator (never its last conv).")
+    spectral_norm_g: bool = Field(False, description="Spectral normalisation on the generator (not its last conv: "
+                                  "see final_sn).")
+    final_sn: bool = Field(
+        False, description="Spectral norm on the generator's last conv too: seed 004's tanh-saturation bug (SN undoes "
+        "final_init_scale), kept to reproduce it (configs/cifar10_cgan_broken.yaml).",
+    )
+    init: Literal["auto", "normal", "orthogonal", "xavier", "kaiming"] = Field(
+        "auto", description="Weight init of G and D: auto (the architecture's own: DCGAN's N(0, 0.02), PyTorch's "
+        "for resnet), normal N(0, 0.02), orthogonal (gain 1, seed 004), xavier or kaiming.",
+    )
     final_init_scale: float = Field(
         0.1, gt=0, description="Scale of the residual generator's last-conv init: keeps tanh unsaturated (seed 004)."
     )

@@ -115,11 +115,24 @@ class TrainingConfig(Section):
     vgg_weights: str | None = Field(
         "imagenet", description="VGG weights: imagenet (torchvision download, cached), a .pth path, or null (random)."
     )
+    nan_guard: Literal["recover", "off"] = Field(
+        "recover", description="NaN/Inf losses: recover skips those steps and, after nan_patience in a row, reloads the "
+        "last good checkpoint with the learning rates times nan_lr_factor; off stops the run at the next log.",
+    )
+    nan_patience: int = Field(3, ge=1, description="NaN guard: consecutive bad steps before it reloads the last checkpoint.")
+    nan_lr_factor: float = Field(0.5, gt=0, le=1, description="NaN guard: factor on every learning rate at each recovery.")
+    nan_max_recoveries: int = Field(3, ge=0, description="NaN guard: recoveries before the run stops as diverged.")
     init_from: str | None = Field(
         None,
         description="Start from another run's weights: a checkpoint .pt or a run directory (its last.pt). Networks, "
         "EMA and optimiser states are loaded; the step count, data order and noise start afresh.",
     )
+
+    @field_validator("nan_guard", mode="before")
+    @classmethod
+    def _off_is_a_word(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false (and `on` as true): take them as the words they were."""
+        return ("recover" if value else "off") if isinstance(value, bool) else value
 
 
 def _check_micro_batches(training: TrainingConfig) -> None:
@@ -222,6 +235,10 @@ class LoggingConfig(Section):
     tensorboard: bool = Field(True, description="Also write TensorBoard event files.")
     progress: bool = Field(True, description="Show a live progress bar.")
     report: bool = Field(True, description="Write report.html (curves, grids, summary, environment) when training stops.")
+    diagnostics: bool = Field(
+        True, description="Live health signals: D accuracy, G/D gradient norms, EMA distance, sample saturation and "
+        "diversity against real images (false: off, e.g. to measure their cost; `genlab doctor` then sees less).",
+    )
 
 
 class CheckpointConfig(Section):

@@ -19,6 +19,8 @@ class AdversarialLoss:
     label_smoothing: bool = False
     #: True when `score` maps outputs to probabilities (shown as D(x), D(G(z))).
     probabilistic: bool = True
+    #: Raw output above which D calls an image real: 0 for logits (p > 0.5) and critics (the sign), 0.5 for LSGAN.
+    decision_threshold: float = 0.0
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Loss the discriminator minimises."""
@@ -31,6 +33,10 @@ class AdversarialLoss:
     def score(self, logits: torch.Tensor) -> torch.Tensor:
         """Outputs as shown in progress and logs: probabilities for logit losses, raw scores otherwise."""
         return torch.sigmoid(logits) if self.probabilistic else logits
+
+    def accuracy(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's accuracy on real and on fake outputs (seed 004's table), for every loss via `decision_threshold`."""
+        return ((real > self.decision_threshold).float().mean(), (fake <= self.decision_threshold).float().mean())
 
 
 class NonSaturatingLoss(AdversarialLoss):
@@ -63,6 +69,7 @@ class LeastSquaresLoss(AdversarialLoss):
     """LSGAN (Mao et al.): D pushes real to 1 and fake to 0, G pushes fake to 1, squared errors."""
 
     probabilistic = False
+    decision_threshold = 0.5
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())

@@ -117,6 +117,14 @@ class Method:
         """The trained networks by name (for parameter counts and summaries)."""
         raise NotImplementedError
 
+    def health(self) -> dict[str, float]:
+        """Cheap family-specific health numbers logged with each interval (a GAN: EMA vs raw distance)."""
+        return {}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The method's optimisers (found among its attributes): what the NaN guard scales."""
+        return [value for value in vars(self).values() if isinstance(value, torch.optim.Optimizer)]
+
     def parameter_counts(self) -> dict[str, int]:
         """Trainable parameters per network."""
         return {name: sum(p.numel() for p in net.parameters()) for name, net in self.networks().items()}

@@ -54,6 +54,8 @@ class DDPMMethod(Method):
             self.opt = adam(self.unet.parameters(), t.lr_g, betas, t.weight_decay)
         self.ema = EMA(self.unet, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
+        self.diagnose = cfg.logging.diagnostics
+        self.precision.track_norm = self.diagnose or t.nan_guard != "off"  # the norm also skips NaN/Inf steps
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
 
     def make_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -74,7 +76,9 @@ class DDPMMethod(Method):
             loss = per_sample.mean()
             self.precision.backward(loss / parts)
             accumulate(totals, {"loss": loss.detach(), **loss_by_quarter(per_sample, steps, self.diffusion.num_timesteps)})
-        self.precision.step(self.opt, self.unet)
+        norm = self.precision.step(self.opt, self.unet)
+        if self.diagnose:
+            stats["grad_norm"] = norm
         if self.ema is not None:
             self.ema.update(self.unet)
         self.precision.update()

@@ -157,6 +157,8 @@ class GANMethod(Method):
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
+        self.diagnose = cfg.logging.diagnostics
+        self.precision.track_norm = self.diagnose or t.nan_guard != "off"
         self.reconstruction_terms = self._reconstruction_terms(cfg, device)
         self.ambiguity = AmbiguityTerm.from_config(cfg, data, device) if cfg.gasten.ambiguity else None
 
@@ -262,7 +264,9 @@ class GANMethod(Method):
                     gp_fake = G(z_part, y_real).float()
             accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std,
                                                         run_r1 and not self.lazy_r1, parts, gp_fake))
-        self._step_discriminator()
+        norm_d = self._step_discriminator()
+        if self.diagnose:
+            stats["grad_norm_d"] = norm_d
         if run_r1 and self.lazy_r1:  # Dreg: its own D step (stylegan2-ada's lazy regularisation)
             self.precision.update()
             self.opt_d.zero_grad(set_to_none=True)
@@ -281,22 +285,25 @@ class GANMethod(Method):
                         fake = G(z_part, y_fake).float()
                 accumulate(totals, self._generator_pass(real, fake, y_fake, noise_std, parts))
             D.requires_grad_(True)
-            self.precision.step(self.opt_g, G)
+            norm_g = self.precision.step(self.opt_g, G)
+            if self.diagnose:
+                stats["grad_norm_g"] = norm_g
             if self.ema is not None:
                 self.ema.update(G)
         self.precision.update()
         stats.update({key: value / parts for key, value in totals.items()})
-        if noise_std > 0:
+        if t.d_noise_std > 0:  # logged until the end, so the step where it reached zero shows
             stats["d_noise_std"] = torch.tensor(noise_std)
         return stats
 
-    def _step_discriminator(self) -> None:
+    def _step_discriminator(self) -> torch.Tensor:
         """One D optimiser step, then wgan's weight clipping to [-wgan_clip, wgan_clip] (Arjovsky et al.)."""
-        self.precision.step(self.opt_d, self.discriminator)
+        norm = self.precision.step(self.opt_d, self.discriminator)
         if self.clip_weights > 0:
             with torch.no_grad():
                 for param in self.discriminator.parameters():
                     param.clamp_(-self.clip_weights, self.clip_weights)
+        return norm
 
     def _r1_term(self, real_in: torch.Tensor, labels: torch.Tensor | None, parts: int) -> dict[str, torch.Tensor]:
         """R1 on D's real inputs, backward with weight γ/2 · r1_every, so its average strength matches r1_gamma."""
@@ -344,6 +351,8 @@ class GANMethod(Method):
         loss_d = self.loss.d_loss(real_out, fake_out)
         stats = {"loss_d": loss_d.detach(), "d_real": self.loss.score(real_out.detach()).mean(),
                  "d_fake": self.loss.score(fake_out.detach()).mean()}
+        if self.diagnose:
+            stats["d_acc_real"], stats["d_acc_fake"] = self.loss.accuracy(real_out.detach(), fake_out.detach())
         if aux_real is not None and aux_fake is not None:
             loss_d = loss_d + t.aux_weight * (aux_real + aux_fake)
             stats["aux_d"] = (aux_real + aux_fake).detach()
@@ -400,6 +409,17 @@ class GANMethod(Method):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
+
+    @torch.no_grad()
+    def health(self) -> dict[str, float]:
+        """How far the EMA generator is from the raw one: ‖θ_ema − θ‖ / ‖θ‖ (nothing without EMA or diagnostics)."""
+        if self.ema is None or not self.diagnose:
+            return {}
+        raw = [p.detach().float() for p in self.generator.parameters()]
+        ema = [p.float() for p in self.ema.model.parameters()]
+        distance = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(torch._foreach_sub(ema, raw))))
+        scale = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(raw)))
+        return {"ema_distance": float(distance / scale.clamp_min(1e-12))}
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,9 @@ from genlab.methods.schedules import lr_factor
 
 log = logging.getLogger("genlab")
 
+#: Param-group key of the NaN guard's learning-rate factor (see `genlab.train.hooks.NanGuardHook`).
+LR_SCALE_KEY = "lr_scale"
+
 
 def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
     """Adam, using the multi-tensor kernel wherever it helps."""
@@ -57,6 +60,8 @@ class MixedPrecision:
         self.device, self.grad_clip = device, grad_clip
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        #: Measure each step's gradient norm (to log it, and to skip non-finite steps); off, steps are as before.
+        self.track_norm = True
 
     def autocast(self) -> torch.autocast:
         """Mixed-precision context for forward passes (disabled unless training.amp is set)."""
@@ -66,26 +71,58 @@ class MixedPrecision:
         """Backward through the grad scaler (a plain backward when fp16 is off)."""
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> None:
-        """Unscale (fp16), clip to grad_clip, and step through the grad scaler."""
+    def step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> torch.Tensor:
+        """Unscale (fp16), clip to grad_clip, and step through the grad scaler; returns the gradient norm.
+
+        A non-finite gradient skips the step (weights and Adam moments stay as they were), as the fp16
+        GradScaler already does; the loss stats show the bad step and the loop's NaN guard counts it.
+        """
+        if not self.track_norm:
+            if self.grad_clip > 0:
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+            self.scaler.step(optimizer)
+            return torch.zeros(())
+        self.scaler.unscale_(optimizer)
+        norm = grad_norm(module)
         if self.grad_clip > 0:
-            self.scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
-        self.scaler.step(optimizer)
+        if self.scaler.is_enabled() or bool(torch.isfinite(norm)):
+            self.scaler.step(optimizer)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+        return norm.detach()
 
     def update(self) -> None:
         """End of a training step: let the grad scaler adapt its scale."""
         self.scaler.update()
 
 
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """L2 norm of all of `module`'s gradients (0 when none), without a device sync."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+
+
+def lr_scale(optimizer: torch.optim.Optimizer) -> float:
+    """The NaN guard's factor on an optimiser's scheduled rate (kept in its param groups, so checkpoints carry it)."""
+    return float(optimizer.param_groups[0].get(LR_SCALE_KEY, 1.0))
+
+
 def schedule_learning_rates(t: TrainingConfig, ctx: StepContext,
                             optimizers: Sequence[tuple[str, torch.optim.Optimizer, float]]) -> dict[str, torch.Tensor]:
-    """Set each (name, optimizer, base lr) to base · training.lr_schedule(epoch); the rates to log (none if constant)."""
+    """Set each (name, optimizer, base lr) to base · training.lr_schedule(epoch) · the NaN guard's scale.
+
+    Returns the rates in effect, to log.
+    """
     factor = lr_factor(t.lr_schedule, ctx.epoch, ctx.total_epochs, warmup_epochs=t.warmup_epochs,
                        min_ratio=t.lr_min_ratio, step_epochs=t.lr_step_epochs, gamma=t.lr_gamma)
-    for _, optimizer, base in optimizers:
+    rates = {}
+    for name, optimizer, base in optimizers:
+        rate = base * factor * lr_scale(optimizer)
         for group in optimizer.param_groups:
-            group["lr"] = base * factor
-    if t.lr_schedule == "none":
-        return {}
-    return {name: torch.tensor(base * factor) for name, _, base in optimizers}
+            group["lr"] = rate
+        rates[name] = torch.tensor(rate)
+    return rates

@@ -53,6 +53,8 @@ class VAEMethod(Method):
         self.opt = adam(self.vae.parameters(), t.lr_g, betas, t.weight_decay)
         self.ema = EMA(self.vae, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
+        self.diagnose = cfg.logging.diagnostics
+        self.precision.track_norm = self.diagnose or t.nan_guard != "off"  # the norm also skips NaN/Inf steps
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
         self.perceptual = (PerceptualLoss(t.perceptual_network, tuple(t.perceptual_layers), t.vgg_weights).to(device)
                            if t.perceptual_weight > 0 else None)
@@ -122,7 +124,9 @@ class VAEMethod(Method):
             self.precision.backward(loss / parts)
             accumulate(totals, terms)
             recons.append(recon.detach())
-        self.precision.step(self.opt, self.vae)
+        norm = self.precision.step(self.opt, self.vae)
+        if self.diagnose:
+            stats["grad_norm"] = norm
         if self.ema is not None:
             self.ema.update(self.vae)
         if adv_weight > 0:

@@ -65,6 +65,7 @@ class DCGANGenerator(GrowingGenerator):
         spectral_norm: bool = False,
         num_classes: int = 0,
         embed_dim: int = 0,
+        final_sn: bool = False,
     ) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
@@ -105,9 +106,10 @@ class DCGANGenerator(GrowingGenerator):
                 level.append(SelfAttention(widths[i + 1], spectral_norm))
             levels.append(nn.Sequential(*level))
         self.blocks = nn.ModuleList(levels)
-        self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])  # no spectral norm here (seed 004)
+        self.to_image = _up(widths[-1], channels, sizes[-2], sizes[-1])
         self.init_growth(sizes, widths, channels)
         dcgan_init(self)
+        self.to_image = maybe_spectral_norm(self.to_image, final_sn)  # off unless reproducing seed 004's bug
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images from noise (and, when conditional, the label embedding concatenated to it)."""

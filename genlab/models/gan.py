@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from genlab.models.base import DataShape
 from genlab.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from genlab.models.layers import init_weights
 from genlab.models.patch import MultiScaleDiscriminator, PatchDiscriminator
 from genlab.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genlab.registry import Registry
@@ -69,6 +70,7 @@ def build_dcgan(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: flo
         spectral_norm=model_cfg.spectral_norm_g,
         num_classes=num_classes,
         embed_dim=embed_dim,
+        final_sn=model_cfg.final_sn,
     )
     norm = discriminator_norm(model_cfg, loss_type, r1_gamma)
 
@@ -86,7 +88,15 @@ def build_dcgan(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: flo
             attention_resolutions=attention_sides(model_cfg, size, "d"), num_classes=num_classes, embed_dim=embed_dim,
         )
 
-    return generator, _scaled_discriminator(model_cfg, data, build_discriminator)
+    return _initialised(model_cfg, generator, _scaled_discriminator(model_cfg, data, build_discriminator))
+
+
+def _initialised(model_cfg, generator: nn.Module, discriminator: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """model.init applied to a DCGAN pair (a resnet generator applies it itself, before scaling its last conv)."""
+    if model_cfg.init != "auto":
+        init_weights(generator, model_cfg.init)
+        init_weights(discriminator, model_cfg.init)
+    return generator, discriminator
 
 
 def _scaled_discriminator(model_cfg, data: DataShape, build: Callable[[int], nn.Module]) -> nn.Module:
@@ -107,7 +117,7 @@ def build_resnet(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: fl
         max_channels=model_cfg.max_channels, norm=model_cfg.g_norm, attention_resolutions=sides,
         upsample=model_cfg.upsample, num_classes=data.num_classes if conditional else 0,
         embed_dim=model_cfg.embed_dim, spectral_norm=model_cfg.spectral_norm_g,
-        final_init_scale=model_cfg.final_init_scale,
+        final_init_scale=model_cfg.final_init_scale, init=model_cfg.init, final_sn=model_cfg.final_sn,
     )
 
     def build_discriminator(size: int) -> nn.Module:
@@ -120,7 +130,10 @@ def build_resnet(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: fl
             auxiliary_classifier="acgan" in model_cfg.condition,
         )
 
-    return generator, _scaled_discriminator(model_cfg, data, build_discriminator)
+    discriminator = _scaled_discriminator(model_cfg, data, build_discriminator)
+    if model_cfg.init != "auto":
+        init_weights(discriminator, model_cfg.init)
+    return generator, discriminator
 
 
 def build_models(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: float = 0.0) -> tuple[nn.Module, nn.Module]:

@@ -33,6 +33,32 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+#: model.init schemes other than auto (the architecture's own).
+INIT_SCHEMES = ("normal", "orthogonal", "xavier", "kaiming")
+
+
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Re-initialise every conv/linear weight of `module` by `scheme` (biases 0); spectrally normalised ones too."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {scheme!r}; use auto or one of {', '.join(INIT_SCHEMES)}")
+    for m in module.modules():
+        if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            continue
+        parametrized = nn.utils.parametrize.is_parametrized(m, "weight")
+        weight = m.parametrizations.weight.original if parametrized else m.weight
+        with torch.no_grad():
+            if scheme == "normal":
+                nn.init.normal_(weight, 0.0, 0.02)
+            elif scheme == "orthogonal":
+                nn.init.orthogonal_(weight, gain=1.0)
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(weight)
+            else:
+                nn.init.kaiming_normal_(weight, a=0.2, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
     """Wrap `layer` in spectral normalisation when `enabled`."""
     return nn.utils.parametrizations.spectral_norm(layer) if enabled else layer

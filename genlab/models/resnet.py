@@ -4,8 +4,8 @@ The generator goes z (+ class embedding) → linear → C×s0×s0, then residual
 pixel-shuffle or transposed-conv up-sampling) with batch norm that is class-conditional when the
 model is conditional, self-attention after the blocks whose output side is in
 `attention_resolutions`, and BN → ReLU → conv → tanh. Seed note 004's fix is built in: the last
-conv never gets spectral norm and its initial weights are scaled (`final_init_scale`, 0.1) so tanh
-starts in its linear regime.
+conv gets no spectral norm (unless `final_sn` asks to reproduce the bug) and its initial weights are
+scaled (`final_init_scale`, 0.1) so tanh starts in its linear regime.
 
 The discriminator uses residual down-blocks (optionally spectrally normalised), attention at the
 chosen resolutions, global sum pooling, a linear logit, and for conditional models a projection
@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genlab.models.dcgan import default_num_blocks, resolution_ladder
-from genlab.models.layers import ConditionalBatchNorm2d, SelfAttention, maybe_spectral_norm, norm_layer
+from genlab.models.layers import ConditionalBatchNorm2d, SelfAttention, init_weights, maybe_spectral_norm, norm_layer
 from genlab.models.progressive import GrowingDiscriminator, GrowingGenerator
 
 
@@ -90,7 +90,8 @@ class ResNetGenerator(GrowingGenerator):
     def __init__(self, latent_dim: int = 128, image_size: int = 32, channels: int = 3, base_channels: int = 64,
                  num_blocks: int | None = None, max_channels: int = 512, norm: str = "batch",
                  attention_resolutions: tuple[int, ...] = (), upsample: str = "nearest", num_classes: int = 0,
-                 embed_dim: int = 0, spectral_norm: bool = False, final_init_scale: float = 0.1) -> None:
+                 embed_dim: int = 0, spectral_norm: bool = False, final_init_scale: float = 0.1,
+                 init: str = "auto", final_sn: bool = False) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
         sizes = resolution_ladder(image_size, num_blocks)
@@ -108,11 +109,15 @@ class ResNetGenerator(GrowingGenerator):
             levels.append(nn.ModuleList(level))
         self.blocks = nn.ModuleList(levels)
         self.final_norm = norm_layer(norm, widths[-1])
-        self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)  # never spectrally normalised (seed 004)
-        with torch.no_grad():
-            self.to_image.weight.mul_(final_init_scale)
+        self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
         # Growing: level i of the ladder is produced after i blocks; the last block's output feeds to_image.
         self.init_growth(sizes, widths, channels)
+        if init != "auto":
+            init_weights(self, init)
+        with torch.no_grad():
+            self.to_image.weight.mul_(final_init_scale)
+        # Seed 004's bug, kept to reproduce it: SN divides the scaled weight by its own norm, undoing the scale.
+        self.to_image = maybe_spectral_norm(self.to_image, final_sn)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images; conditional models need `labels`."""

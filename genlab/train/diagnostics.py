@@ -1,4 +1,4 @@
-"""Watching a run for the classic failure modes and saying what to do about them."""
+"""Watching a run for the classic failure modes and saying what to do about them (`genlab doctor` says more)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,42 @@ import math
 
 import torch
 
+from genlab.diagnose.signals import (
+    CAPACITY_RATIO_LOW,
+    DOMINANCE_PATIENCE,
+    SATURATION_EXCESS_ALARM,
+    collapsed,
+    dominates,
+    sample_health,
+    saturation_ratio,
+)
 from genlab.errors import GenlabError
+
+__all__ = ["Diagnostics", "TrainingDiverged", "saturation_ratio"]
 
 log = logging.getLogger("genlab")
 
-SATURATION_THRESHOLD = 0.3
-DOMINANCE_THRESHOLD = 0.95
-DOMINANCE_PATIENCE = 5
+#: Sample checks in a row below DIVERSITY_ALARM before the collapse warning (the first grids are noise).
+COLLAPSE_PATIENCE = 2
 
 
 class TrainingDiverged(GenlabError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def saturation_ratio(images: torch.Tensor, level: float = 0.99) -> float:
-    """Fraction of pixels whose |value| exceeds `level` (tanh saturation, seed note 004)."""
-    return float((images.abs() > level).float().mean())
+def non_finite_losses(values: dict[str, float]) -> list[str]:
+    """The loss keys of `values` that are NaN or infinite."""
+    return [k for k, v in values.items() if k.startswith("loss") and not math.isfinite(v)]
 
 
 class Diagnostics:
     """Stateful checks run at log and sample time; each warning is given once per run."""
 
-    def __init__(self) -> None:
+    def __init__(self, loss_type: str | None = None) -> None:
+        self.loss_type = loss_type
         self.warned: set[str] = set()
         self.dominance_streak = 0
+        self.collapse_streak = 0
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self.warned:
@@ -38,40 +50,87 @@ class Diagnostics:
             log.warning(message)
 
     def check_losses(self, step: int, values: dict[str, float]) -> None:
-        """Stop on non-finite losses; warn when the discriminator wins outright for a while."""
-        bad = [k for k, v in values.items() if k.startswith("loss") and not math.isfinite(v)]
+        """Stop on non-finite losses; warn when the discriminator wins outright for a while (any loss)."""
+        bad = non_finite_losses(values)
         if bad:
             raise TrainingDiverged(
                 f"Training diverged at step {step}: {', '.join(bad)} became {values[bad[0]]}. The last checkpoint "
                 "(checkpoints/last.pt) is from before this and is intact. Try lower learning rates "
                 "(training.lr_g / training.lr_d), gradient clipping (training.grad_clip=1.0), or a more stable "
-                "loss (training.loss_type=hinge or wgan-gp), then resume or restart."
+                "loss (training.loss_type=hinge or wgan-gp), then resume or restart; training.nan_guard=recover "
+                "reloads the last checkpoint with lower rates by itself."
             )
-        d_real, d_fake = values.get("d_real"), values.get("d_fake")
-        if d_real is not None and d_fake is not None and 0 <= d_fake <= 1 and 0 <= d_real <= 1:
-            dominant = d_real > DOMINANCE_THRESHOLD and d_fake < 1 - DOMINANCE_THRESHOLD
-            self.dominance_streak = self.dominance_streak + 1 if dominant else 0
-            if self.dominance_streak >= DOMINANCE_PATIENCE:
-                self._warn_once(
-                    "dominance",
-                    f"Step {step}: the discriminator separates real from fake almost perfectly "
-                    f"(D(x)={d_real:.3f}, D(G(z))={d_fake:.3f}) for {self.dominance_streak} log intervals, so the "
-                    "generator gets little gradient. Consider instance noise (training.d_noise_std=0.1), label "
-                    "smoothing (training.loss_type=bce training.label_smoothing=0.1), a smaller discriminator "
-                    "(model.discriminator_base_channels) or a lower training.lr_d.",
-                )
+        acc_real, acc_fake = values.get("d_acc_real"), values.get("d_acc_fake")
+        if acc_real is None or acc_fake is None:
+            return
+        dominant = dominates(acc_real, acc_fake, values.get("loss_d"), self.loss_type)
+        self.dominance_streak = self.dominance_streak + 1 if dominant else 0
+        if self.dominance_streak >= DOMINANCE_PATIENCE:
+            self._warn_once(
+                "dominance",
+                f"Step {step}: the discriminator tells real from fake almost always (accuracy {acc_real:.0%} on real, "
+                f"{acc_fake:.0%} on fake) for {self.dominance_streak} log intervals, so the generator gets little "
+                "gradient. Consider a lower training.lr_d, training.n_critic=1, a smaller discriminator "
+                "(model.discriminator_base_channels) or instance noise (training.d_noise_std=0.1); "
+                "`genlab doctor <run>` suggests exact values.",
+            )
 
-    def check_saturation(self, step: int, images: torch.Tensor) -> float:
-        """Fraction of saturated pixels in the samples; warns above 30 %."""
-        ratio = saturation_ratio(images)
-        if ratio > SATURATION_THRESHOLD:
+    def check_capacity(self, counts: dict[str, int]) -> dict[str, float]:
+        """G/D parameter counts and ratio (logged once at the start); warns when D is far larger (seed 004: 0.25)."""
+        g, d = counts.get("generator"), counts.get("discriminator")
+        if not g or not d:
+            return {}
+        ratio = g / d
+        if ratio < CAPACITY_RATIO_LOW:
+            self._warn_once(
+                "capacity",
+                f"The generator has {g:,} parameters and the discriminator {d:,}: a G/D ratio of {ratio:.2f}, below "
+                f"the 0.5-1.5 that seed note 004 targets. A discriminator this much larger tends to win outright; "
+                "shrink model.discriminator_base_channels or grow model.generator_base_channels.",
+            )
+        return {"g_params": float(g), "d_params": float(d), "g_d_param_ratio": ratio}
+
+    def check_samples(self, step: int, samples: torch.Tensor, real: torch.Tensor | None,
+                      alarm: bool = True) -> dict[str, float]:
+        """Saturation and diversity of the samples beside a real batch; warns on their excess, not absolute values.
+
+        A third of Fashion-MNIST's pixels are black (−1), so a fixed threshold would call healthy samples
+        saturated; the alarm fires when samples hold SATURATION_EXCESS_ALARM more saturated pixels than
+        real images, or are spread out less than DIVERSITY_ALARM times as much as real ones (while not flat) for
+        COLLAPSE_PATIENCE checks in a row.
+        """
+        if real is None:
+            return {"sample_saturation": saturation_ratio(samples)}
+        values = sample_health(samples, real.to(samples.device))
+        if not alarm:
+            return values
+        excess = values["saturation_excess"]
+        if excess > SATURATION_EXCESS_ALARM:
             self._warn_once(
                 "saturation",
-                f"Step {step}: {ratio:.0%} of sample pixels are saturated (|x| > 0.99), the tanh-saturation failure "
-                "of seed note 004. Usual causes: spectral norm or large init on the generator's last layer, or a "
-                "discriminator that overwhelms the generator. Lower training.lr_d or shrink the discriminator.",
+                f"Step {step}: {values['sample_saturation']:.0%} of sample pixels are saturated (|x| > 0.99) against "
+                f"{values['real_saturation']:.0%} of real ones, the tanh-saturation failure of seed note 004. Usual "
+                "causes: spectral norm or a large init on the generator's last layer (model.final_sn=false, "
+                "model.final_init_scale=0.1), or a discriminator that overwhelms the generator.",
             )
-        return ratio
+        self.collapse_streak = self.collapse_streak + 1 if collapsed(values) else 0
+        if self.collapse_streak >= COLLAPSE_PATIENCE:
+            self._warn_once(
+                "collapse",
+                f"Step {step}: samples are {values['diversity_ratio']:.0%} as spread out as real images (mean pairwise "
+                "distance): the generator is collapsing onto few outputs. `genlab doctor <run>` suggests what to try.",
+            )
+        return values
+
+    def state_dict(self) -> dict[str, object]:
+        """Streaks and warnings given, so a resumed run neither repeats nor forgets them."""
+        return {"warned": sorted(self.warned), "dominance": self.dominance_streak, "collapse": self.collapse_streak}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore what `state_dict` returned."""
+        self.warned = set(state.get("warned", []))
+        self.dominance_streak = int(state.get("dominance", 0))
+        self.collapse_streak = int(state.get("collapse", 0))
 
     @staticmethod
     def summary(values: dict[str, float]) -> dict[str, str]:

@@ -7,12 +7,13 @@ talk to each other only through the `TrainState` they share: the logging hook pu
 interval's means in `state.logged`, the grid hook its images in `state.samples`, the evaluation
 hook its results in `state.evaluation`, for the hooks after them in the same step.
 
-The default order (`default_hooks`): step callbacks → log → sample grid → diagnostics →
+The default order (`default_hooks`): step callbacks → NaN guard → log → sample grid → diagnostics →
 evaluation (best.pt, early stopping, evaluation callbacks) → checkpoint → summary → report.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -27,11 +28,12 @@ from genlab.config import Config
 from genlab.evaluation import RunEvaluator, best_key
 from genlab.images import save_grid
 from genlab.methods import Method
+from genlab.methods.optim import LR_SCALE_KEY, lr_scale
 from genlab.metrics import watched_result
 from genlab.report.html import write_report
-from genlab.runs.checkpoint import CheckpointManager
+from genlab.runs.checkpoint import CheckpointManager, load_checkpoint
 from genlab.runs.rundir import RunDir
-from genlab.train.diagnostics import Diagnostics, saturation_ratio
+from genlab.train.diagnostics import Diagnostics, TrainingDiverged
 from genlab.train.logging import Meter, RunLogger
 
 log = logging.getLogger("genlab")
@@ -62,6 +64,8 @@ class TrainState:
     logged: dict[str, float] | None = None
     samples: torch.Tensor | None = None
     evaluation: dict[str, float] | None = None
+    #: Consecutive steps with a NaN/Inf loss so far (the NaN guard counts; checkpoints wait while it is above 0).
+    bad_streak: int = 0
 
     @property
     def epoch(self) -> float:
@@ -131,7 +135,7 @@ class LogHook(Hook):
 
     name = "log"
     PROGRESS_FIELDS = {"loss_d": "D", "loss_g": "G", "loss": "loss", "d_real": "D(x)", "d_fake": "D(G(z))",
-                       "images_per_sec": "img/s"}
+                       "d_acc_real": "acc(x)", "d_acc_fake": "acc(G(z))", "images_per_sec": "img/s"}
 
     def __init__(self, every: int, batch_size: int, progress: Any = None, device: torch.device | str = "cpu") -> None:
         self.every, self.batch_size, self.progress, self.device = every, batch_size, progress, device
@@ -147,7 +151,7 @@ class LogHook(Hook):
             self.progress.update(1)
         if not state.due(self.every):
             return
-        values = state.method.interval_values(self.meter.means())
+        values = {**state.method.interval_values(self.meter.means()), **state.method.health()}
         now = time.perf_counter()
         values["images_per_sec"] = (state.step - self.window_step) * self.batch_size / max(now - self.window_start, 1e-9)
         self.window_start, self.window_step = now, state.step
@@ -202,21 +206,119 @@ class SampleGridHook(Hook):
                 state.logger.image(name, grid, state.step)
 
 
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state dict with every tensor on the CPU (a spare copy costs no device memory)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: _cpu_copy(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(value) for value in obj)
+    return copy.deepcopy(obj)
+
+
+class NanGuardHook(Hook):
+    """Counts steps whose losses are NaN/Inf and, after `patience` in a row, recovers (training.nan_guard=recover).
+
+    The optimisers already skipped those steps' updates (`MixedPrecision.step`); the guard keeps their stats out
+    of the log and, when the run does not heal, reloads the last good checkpoint's method state (else the state
+    at the start), multiplies every optimiser's learning rate by `lr_factor`, logs it and goes on. After
+    `max_recoveries` it stops with TrainingDiverged. With nan_guard=off it does nothing (the diagnostics hook stops
+    the run at the next log, as before).
+    """
+
+    name = "nan_guard"
+
+    def __init__(self, mode: str, patience: int, lr_factor: float, max_recoveries: int) -> None:
+        self.mode, self.patience, self.lr_factor, self.max_recoveries = mode, patience, lr_factor, max_recoveries
+        self.bad_steps = 0
+        self.recoveries = 0
+        self.initial: dict[str, Any] | None = None
+
+    def on_start(self, state: TrainState) -> None:
+        if self.mode != "off" and not state.checkpoints.last.is_file():
+            self.initial = _cpu_copy(state.method.state_dict())  # what to go back to before the first last.pt
+
+    def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
+        if self.mode == "off":
+            return
+        losses = [v.detach().float().reshape(()) for k, v in stats.items() if k.startswith("loss")]
+        if not losses or bool(torch.isfinite(torch.stack(losses)).all()):  # one device sync per step
+            state.bad_streak = 0
+            return
+        self.bad_steps += 1
+        state.bad_streak += 1
+        stats.clear()  # a skipped step: its NaN stats stay out of the interval means
+        state.logger.log(state.step, {"nonfinite_steps": float(self.bad_steps)})
+        if state.bad_streak >= self.patience:
+            self.recover(state)
+
+    def recover(self, state: TrainState) -> None:
+        """Reload the last good state, scale the learning rates down, log it (or stop once out of recoveries)."""
+        if self.recoveries >= self.max_recoveries:
+            raise TrainingDiverged(
+                f"Training diverged at step {state.step}: {state.bad_streak} steps in a row gave NaN/Inf losses even "
+                f"after {self.recoveries} recoveries (each reloaded the last good checkpoint and multiplied the "
+                f"learning rates by {self.lr_factor}). checkpoints/last.pt is intact. Try much lower learning rates "
+                "(training.lr_g / training.lr_d), gradient clipping (training.grad_clip=1.0) or a more stable loss "
+                "(training.loss_type=hinge), and `genlab doctor <run>`.")
+        path = state.checkpoints.last
+        source = load_checkpoint(path)["method"] if path.is_file() else self.initial
+        where = str(path) if path.is_file() else "the start of this session"
+        if source is None:
+            raise TrainingDiverged(f"Training diverged at step {state.step} and there is no good state to reload.")
+        scales = [lr_scale(opt) * self.lr_factor for opt in state.method.optimizers()]
+        state.method.load_state_dict(source)
+        for optimizer, scale in zip(state.method.optimizers(), scales, strict=True):
+            for group in optimizer.param_groups:
+                group[LR_SCALE_KEY] = scale
+        self.recoveries += 1
+        lr = scales[0] if scales else 1.0
+        log.warning("Step %d: %d steps in a row gave NaN/Inf losses; reloaded %s and multiplied the learning rates by "
+                    "%s (now %.3g× the configured ones), recovery %d of %d.", state.step, state.bad_streak, where,
+                    self.lr_factor, lr, self.recoveries, self.max_recoveries)
+        state.logger.log(state.step, {"nan_recoveries": float(self.recoveries), "lr_scale": lr})
+        state.bad_streak = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bad_steps": self.bad_steps, "recoveries": self.recoveries}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bad_steps, self.recoveries = int(state["bad_steps"]), int(state["recoveries"])
+
+
 class DiagnosticsHook(Hook):
-    """Checks what the log and grid hooks published this step (divergence, dominance, saturation)."""
+    """Checks what the log and grid hooks published this step: divergence, dominance, saturation and collapse.
+
+    Samples are compared with `reference` real images (the same count as the grid), so the alarms fire
+    on what the generator adds, not on what the data already has. The G/D parameter ratio is logged once.
+    """
 
     name = "diagnostics"
 
-    def __init__(self) -> None:
-        self.diagnostics = Diagnostics()
+    def __init__(self, reference: torch.Tensor | None = None, loss_type: str | None = None) -> None:
+        self.diagnostics = Diagnostics(loss_type)
+        self.reference = reference
+
+    def on_start(self, state: TrainState) -> None:
+        if state.step == 0:
+            capacity = self.diagnostics.check_capacity(state.method.parameter_counts())
+            if capacity:
+                state.logger.log(0, capacity)
 
     def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
         if state.logged is not None:
             self.diagnostics.check_losses(state.step, state.logged)
         if state.samples is not None:
-            ratio = (self.diagnostics.check_saturation(state.step, state.samples) if state.method.saturation_alarm
-                     else saturation_ratio(state.samples))
-            state.logger.log(state.step, {"sample_saturation": ratio})
+            values = self.diagnostics.check_samples(state.step, state.samples, self.reference,
+                                                    alarm=state.method.saturation_alarm)
+            state.logger.log(state.step, values)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.diagnostics.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.diagnostics.load_state_dict(state)
 
 
 def improves(value: float | None, best: float | None, higher_is_better: bool) -> bool:
@@ -313,7 +415,7 @@ class CheckpointHook(Hook):
         epochs = state.step // state.steps_per_epoch
         if self.every_epochs and state.at_epoch_end and epochs % self.every_epochs == 0:
             state.checkpoints.save_as(state.checkpoint_state(), f"epoch_{epochs:04d}.pt")
-        if state.step % self.every_steps == 0 and not state.finished:
+        if state.step % self.every_steps == 0 and not state.finished and state.bad_streak == 0:
             state.checkpoints.save(state.checkpoint_state(), state.step)
 
     def on_end(self, state: TrainState) -> None:
@@ -401,11 +503,16 @@ class ReportHook(Hook):
 def default_hooks(cfg: Config, device: torch.device, fixed_noise: torch.Tensor, fixed_real: torch.Tensor | None = None,
                   progress: Any = None,
                   callbacks: tuple[StepCallback, ...] = (),
-                  eval_callbacks: tuple[EvalCallback, ...] = ()) -> list[Hook]:
-    """The hooks every run gets, in order, from its config."""
+                  eval_callbacks: tuple[EvalCallback, ...] = (),
+                  reference_real: torch.Tensor | None = None) -> list[Hook]:
+    """The hooks every run gets, in order, from its config (`reference_real`: real images the samples are held to)."""
     t = cfg.training
-    hooks: list[Hook] = [StepCallbacks(callbacks), LogHook(cfg.logging.log_every, t.batch_size, progress, device),
-                         SampleGridHook(cfg.logging.sample_every, fixed_noise, t.batch_size, fixed_real), DiagnosticsHook()]
+    hooks: list[Hook] = [StepCallbacks(callbacks),
+                         NanGuardHook(t.nan_guard, t.nan_patience, t.nan_lr_factor, t.nan_max_recoveries),
+                         LogHook(cfg.logging.log_every, t.batch_size, progress, device),
+                         SampleGridHook(cfg.logging.sample_every, fixed_noise, t.batch_size, fixed_real),
+                         DiagnosticsHook(reference_real if cfg.logging.diagnostics else None,
+                                         getattr(t, "loss_type", None))]
     evaluation = None
     if cfg.eval.metrics and cfg.eval.every_epochs:
         best, higher = watched(cfg.eval.best_metric, cfg.eval.metrics)

@@ -91,6 +91,7 @@ class Session:
     loader: EpochLoader
     fixed_noise: torch.Tensor
     fixed_real: torch.Tensor
+    reference_real: torch.Tensor
     aug_rng: torch.Generator
     shape: DataShape
     checkpoint: dict[str, Any] | None
@@ -127,6 +128,8 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
     fixed_noise = method.make_noise(cfg.logging.num_sample_images,
                                     torch.Generator(device=device).manual_seed(cfg.data.seed + 2))
     fixed_real = to_float(next(real_batches(dataset, FIXED_REAL_IMAGES)))
+    # Real images the diagnostics hold each sample grid to: as many as the grid has (saturation, diversity).
+    reference_real = to_float(torch.cat(list(real_batches(dataset, max(cfg.logging.num_sample_images, 2)))))
     aug_rng = torch.Generator().manual_seed(cfg.data.seed + 3)
     total_steps = t.num_epochs * loader.steps_per_epoch
     if t.max_steps is not None:
@@ -151,7 +154,7 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
     logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
     state = TrainState(cfg, run, method, device, logger, CheckpointManager(run.checkpoints, cfg.checkpoint.keep),
                        loader.steps_per_epoch, total_steps, step)
-    return Session(state, loader, fixed_noise, fixed_real, aug_rng, shape, checkpoint)
+    return Session(state, loader, fixed_noise, fixed_real, reference_real, aug_rng, shape, checkpoint)
 
 
 def train(
@@ -173,7 +176,7 @@ def train(
     bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.logging.progress, unit="step",
                dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
     all_hooks = [*default_hooks(cfg, state.device, session.fixed_noise, session.fixed_real, bar, callbacks,
-                                   eval_callbacks), *hooks]
+                                   eval_callbacks, session.reference_real), *hooks]
     state.checkpoint_state = lambda: _checkpoint_state(session, all_hooks)
     hook_states = _hook_states(session.checkpoint)
     for hook in all_hooks:

@@ -36,6 +36,7 @@ def test_loss_by_quarter_of_t_is_logged_and_pools_to_the_mean(tiny_ddpm_config):
     quarters = [record[f"loss_t{q}"] for q in range(4) if f"loss_t{q}" in record]
     assert len(quarters) >= 3 and not any(k.endswith(("_sum", "_count")) for k in record)
     assert min(quarters) <= record["loss"] <= max(quarters)
+    assert record["grad_norm"] > 0  # the U-Net's gradient norm, logged with the diagnostics
 
 
 def test_training_grids_use_the_cheap_sampler_and_sampling_the_configured_one(tiny_ddpm_config, monkeypatch):

@@ -74,7 +74,7 @@ def test_vae_resume_is_bitwise_identical(tiny_vae_config, crash_and_resume):
 def test_vae_run_logs_its_terms_draws_figures_and_samples_from_the_prior(tiny_vae_config, tmp_path):
     result = train(tiny_vae_config("name=vae", "training.num_epochs=1", "data.channels=3"))
     record = _records(result.run_dir)[-1]
-    for key in ("loss", "recon", "kl", "kl_weighted", "active_units", "beta"):
+    for key in ("loss", "recon", "kl", "kl_weighted", "active_units", "beta", "grad_norm"):
         assert key in record
     assert 0 <= record["active_units"] <= 8
     samples = result.run_dir / "samples"

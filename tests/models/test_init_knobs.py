@@ -1,0 +1,50 @@
+"""Seed 004's knobs: spectral norm on the generator's last conv (model.final_sn) and model.init."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genlab.config import load_config
+from genlab.models import DataShape, build_models
+
+
+def last_conv(generator: nn.Module) -> nn.Module:
+    return generator.to_image
+
+
+def effective_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight the layer computes with (spectral norm applied when it is on)."""
+    layer.eval()
+    return layer.weight.detach()
+
+
+def test_final_sn_undoes_the_small_last_layer_init_as_seed_004_says():
+    shape = DataShape(16, 3, 1)
+    kwargs = ["model.architecture=resnet", "model.generator_base_channels=8", "model.final_init_scale=0.1"]
+    fixed, _ = build_models(load_config(None, kwargs).model, shape)
+    torch.manual_seed(0)
+    broken, _ = build_models(load_config(None, [*kwargs, "model.final_sn=true"]).model, shape)
+    assert not nn.utils.parametrize.is_parametrized(last_conv(fixed))
+    assert nn.utils.parametrize.is_parametrized(last_conv(broken), "weight")
+    sigma = torch.linalg.matrix_norm(effective_weight(last_conv(broken)).flatten(1), ord=2)
+    assert abs(float(sigma) - 1) < 0.05  # W / σ(W): the 0.1 scale is gone
+    assert torch.linalg.matrix_norm(effective_weight(last_conv(fixed)).flatten(1), ord=2) < 0.5
+
+
+def test_orthogonal_init_reaches_every_layer_of_both_networks_even_under_spectral_norm():
+    cfg = load_config(None, ["model.init=orthogonal", "model.spectral_norm_d=true", "model.generator_base_channels=8",
+                             "model.discriminator_base_channels=8"])
+    generator, discriminator = build_models(cfg.model, DataShape(16, 1, 1))
+    for net in (generator, discriminator):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                raw = m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m) else m.weight
+                w = raw.detach().flatten(1)
+                w = w if w.shape[0] <= w.shape[1] else w.T
+                assert torch.allclose(w @ w.T, torch.eye(len(w)), atol=1e-4), m
+
+
+def test_auto_init_keeps_dcgan_normal_weights():
+    generator, _ = build_models(load_config(None, ["model.generator_base_channels=8"]).model, DataShape(16, 1, 1))
+    assert abs(float(generator.to_image.weight.detach().std()) - 0.02) < 0.005
