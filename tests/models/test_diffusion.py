@@ -277,7 +277,21 @@ def test_ddim_eta_reaches_the_scheduler():
     assert not torch.allclose(run(1.0, 1), run(1.0, 2))  # η = 1: fresh noise at each step
 
 
-def test_class_conditional_sampling():
+def test_ddim_sampling_rederives_epsilon_from_the_clipped_x0(monkeypatch):
+    seen = []
+    step = DDIMScheduler.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("use_clipped_model_output"))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DDIMScheduler, "step", spy)
+    diffusion = GaussianDiffusion(tiny_unet(), linear_betas(T))
+    diffusion.sample(torch.randn(1, 1, 16, 16), sampler="ddim", steps=4)
+    assert seen == [True] * 4
+
+
+
     diffusion = GaussianDiffusion(tiny_unet(num_classes=3), linear_betas(T))
     labels = torch.tensor([0, 2])
     loss, _ = diffusion.loss(torch.zeros(2, 1, 16, 16), torch.Generator().manual_seed(0), labels=labels)
