@@ -36,6 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from timing import timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
@@ -44,7 +45,6 @@ from genlab.methods import build_method
 from genlab.models import DataShape
 from genlab.models.diffusion import unet_levels
 from genlab.models.unet import build_unet
-from genlab.train.loop import train
 
 PRESET = "fashion_mnist_ddpm_linear_eps"
 BATCH = 64
@@ -105,22 +105,9 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int, ema_kind: str
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def genlab_overrides(data: str, steps: int, warmup: int, out: str) -> list[str]:
-    return [f"data.name={data}", "data.max_samples=20000", "device=cpu", f"output_dir={out}",
-            f"training.max_steps={steps + warmup}", f"logging.sample_every={steps + warmup + 1}",
+def genlab_overrides(data: str, steps: int, warmup: int) -> list[str]:
+    return [f"data.name={data}", "data.max_samples=20000", "device=cpu", f"logging.sample_every={steps + warmup + 1}",
             "training.sampling_steps=20"]
-
-
-def genlab_loop(overrides: list[str], steps: int, warmup: int) -> float:
-    """genlab's `train()` with its default hooks; returns timed images/s."""
-    marks: dict[int, float] = {}
-
-    def clock(step: int, stats: dict) -> None:
-        if step in (warmup, warmup + steps):
-            marks[step] = time.perf_counter()
-
-    train(load_config(PRESET, overrides), callbacks=(clock,))
-    return steps * BATCH / (marks[warmup + steps] - marks[warmup])
 
 
 def grid_seconds(cfg) -> float:
@@ -160,10 +147,10 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, load average {load:.2f}")
     plain, ours = [], []
     with tempfile.TemporaryDirectory() as out:
-        overrides = [*genlab_overrides(data, args.steps, args.warmup, out), *root]
+        overrides = [*genlab_overrides(data, args.steps, args.warmup), *root]
         for round_ in range(args.rounds):
             plain.append(plain_loop(cfg, images, args.steps, args.warmup, args.plain_ema))
-            ours.append(genlab_loop(overrides, args.steps, args.warmup))
+            ours.append(timed_train(PRESET, overrides, args.steps, args.warmup, out))
             print(f"round {round_ + 1}: plain {plain[-1]:7.1f} img/s   genlab {ours[-1]:7.1f} img/s   "
                   f"ratio {ours[-1] / plain[-1]:.3f}", flush=True)
     p, g = statistics.median(plain), statistics.median(ours)

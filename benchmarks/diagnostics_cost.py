@@ -12,30 +12,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
+from timing import timed_train  # benchmarks/timing.py, beside this script
 
-from genlab.config import load_config
 from genlab.data.sources import DEBIAN_FASHION_MNIST
-from genlab.train.loop import train
 
 OFF = ["logging.diagnostics=false", "training.nan_guard=off"]
-
-
-def images_per_second(overrides: list[str], steps: int, warmup: int, out: str) -> float:
-    """Timed images/s of `train()` on the default preset with `overrides`."""
-    marks: dict[int, float] = {}
-
-    def clock(step: int, stats: dict) -> None:
-        if step in (warmup, warmup + steps):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            marks[step] = time.perf_counter()
-
-    cfg = load_config("fashion_mnist_dcgan", [*overrides, f"output_dir={out}", f"training.max_steps={steps + warmup}"])
-    train(cfg, callbacks=(clock,))
-    return steps * cfg.training.batch_size / (marks[warmup + steps] - marks[warmup])
 
 
 def main() -> None:
@@ -55,8 +38,8 @@ def main() -> None:
     on, off = [], []
     with tempfile.TemporaryDirectory() as out:
         for round_ in range(args.rounds):
-            off.append(images_per_second([*base, *OFF], args.steps, args.warmup, out))
-            on.append(images_per_second(base, args.steps, args.warmup, out))
+            off.append(timed_train("fashion_mnist_dcgan", [*base, *OFF], args.steps, args.warmup, out))
+            on.append(timed_train("fashion_mnist_dcgan", base, args.steps, args.warmup, out))
             print(f"round {round_ + 1}: off {off[-1]:8.1f} img/s   on {on[-1]:8.1f} img/s")
     a, b = statistics.median(off), statistics.median(on)
     print(f"median: off {a:.1f} img/s, on {b:.1f} img/s, cost {1 - b / a:+.1%} (goal <= 3 %)")

@@ -17,12 +17,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from timing import timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
 from genlab.data.sources import DEBIAN_FASHION_MNIST
 from genlab.models import DataShape, build_models
-from genlab.train.loop import train
 
 BATCH = 64
 
@@ -55,19 +55,6 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def genlab_loop(overrides: list[str], steps: int, warmup: int, out: str) -> float:
-    """genlab's `train()` with default logging/EMA/progress; returns timed images/s."""
-    marks: dict[int, float] = {}
-
-    def clock(step: int, stats: dict) -> None:
-        if step in (warmup, warmup + steps):
-            marks[step] = time.perf_counter()
-
-    cfg = load_config("fashion_mnist_dcgan", [*overrides, f"output_dir={out}", f"training.max_steps={steps + warmup}"])
-    train(cfg, callbacks=(clock,))
-    return steps * BATCH / (marks[warmup + steps] - marks[warmup])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="timed steps per round")
@@ -85,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for round_ in range(args.rounds):
             plain.append(plain_loop(cfg, images, args.steps, args.warmup))
-            ours.append(genlab_loop(overrides, args.steps, args.warmup, out))
+            ours.append(timed_train("fashion_mnist_dcgan", overrides, args.steps, args.warmup, out))
             print(f"round {round_ + 1}: plain {plain[-1]:7.1f} img/s   genlab {ours[-1]:7.1f} img/s")
     p, g = statistics.median(plain), statistics.median(ours)
     print(f"median: plain {p:.1f} img/s, genlab {g:.1f} img/s, ratio genlab/plain = {g / p:.3f} (goal >= 0.97)")

@@ -29,12 +29,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from timing import timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
 from genlab.errors import DataError
 from genlab.models.vae import VAE
-from genlab.train.loop import train
 
 PRESET = "fashion_mnist_vae"
 
@@ -69,19 +69,6 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def genlab_loop(overrides: list[str], steps: int, warmup: int, out: str) -> float:
-    """genlab's `train()` on the preset with its default hooks; returns timed images/s."""
-    marks: dict[int, float] = {}
-
-    def clock(step: int, stats: dict) -> None:
-        if step in (warmup, warmup + steps):
-            marks[step] = time.perf_counter()
-
-    cfg = load_config(PRESET, [*overrides, f"output_dir={out}", f"training.max_steps={steps + warmup}"])
-    train(cfg, callbacks=(clock,))
-    return steps * cfg.training.batch_size / (marks[warmup + steps] - marks[warmup])
-
-
 def find_data() -> tuple[str, list[str]]:
     """Fashion-MNIST if genlab can load it offline, else synthetic; the overrides that select it."""
     common = ["data.image_size=28", "data.num_samples=20000", "data.max_samples=20000", "device=cpu",
@@ -112,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for round_ in range(args.rounds):
             plain.append(plain_loop(cfg, images, args.steps, args.warmup))
-            ours.append(genlab_loop(overrides, args.steps, args.warmup, out))
+            ours.append(timed_train(PRESET, overrides, args.steps, args.warmup, out))
             print(f"round {round_ + 1}: plain {plain[-1]:7.1f} img/s   genlab {ours[-1]:7.1f} img/s   "
                   f"ratio {ours[-1] / plain[-1]:.3f}", flush=True)
     p, g = statistics.median(plain), statistics.median(ours)

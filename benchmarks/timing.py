@@ -1,0 +1,25 @@
+"""What the throughput benchmarks share: genlab's `train()` on a preset, timed over its steady-state steps."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from genlab.config import load_config
+from genlab.train.loop import train
+
+
+def timed_train(preset: str, overrides: list[str], steps: int, warmup: int, out: str) -> float:
+    """Images/s of `train()` on `preset` + `overrides` over steps warmup+1 .. warmup+steps, in output_dir `out`."""
+    marks: dict[int, float] = {}
+
+    def clock(step: int, stats: dict) -> None:
+        if step in (warmup, warmup + steps):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            marks[step] = time.perf_counter()
+
+    cfg = load_config(preset, [*overrides, f"output_dir={out}", f"training.max_steps={steps + warmup}"])
+    train(cfg, callbacks=(clock,))
+    return steps * cfg.training.batch_size / (marks[warmup + steps] - marks[warmup])
