@@ -1,4 +1,5 @@
-"""The `genlab` command line: train, sample, evaluate, config, prepare, classifier, gasten, runs, report, doctor.
+"""The `genlab` command line: train, sample, evaluate, config, prepare, classifier, gasten, runs, report, doctor,
+study, compare.
 
 Commands import torch and the modules that use it inside their bodies: that keeps `genlab --help`
 and typos fast (torch alone takes seconds to import). These imports are lazy for start-up time
@@ -19,6 +20,7 @@ from genlab.cli.doctor import register as register_doctor
 from genlab.cli.gasten import gasten_app
 from genlab.cli.outcome import ended, refuse_with_resume
 from genlab.cli.runs import register as register_run_commands
+from genlab.cli.study import register as register_study_commands
 from genlab.errors import GenlabError
 
 app = typer.Typer(
@@ -35,6 +37,7 @@ app.add_typer(prepare_app, name="prepare")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(gasten_app, name="gasten")
 register_run_commands(app)
+register_study_commands(app)
 register_doctor(app)
 
 

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        runs: list[Path] = typer.Argument(..., help="Run directories, or folders of them."),
+        runs: list[Path] = typer.Argument(..., help="Run directories, or folders of them (a study folder adds its tables)."),
         out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
         title: Optional[str] = typer.Option(None, "--title", help="Page title (default: genlab report)."),
     ) -> None:
@@ -84,5 +84,6 @@ def register(app: typer.Typer) -> None:
             missing = [str(p) for p in runs if not p.is_dir()]
             raise GenlabError(f"No run directories in {', '.join(missing or map(str, runs))}: give folders written "
                               "by `genlab train` (they hold config.yaml), e.g. runs/<name>.")
-        path = write_report(roots, out, title or "genlab report")
+        studies = [p for p in runs if p.is_dir() and ((p / "study.json").is_file() or (p / "compare.json").is_file())]
+        path = write_report(roots, out, title or "genlab report", study=studies[0] if studies else None)
         typer.echo(f"Wrote {path} ({len(roots)} run{'s' if len(roots) != 1 else ''}).")

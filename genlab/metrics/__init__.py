@@ -44,7 +44,7 @@ __all__ = [
     "FEATURE_EXTRACTORS", "METRICS", "DomainClassifier", "DomainClassifierExtractor", "FIDInceptionV3",
     "FeatureExtractor", "FeatureSet", "InceptionExtractor", "InceptionWeights", "Metric", "RealStats",
     "build_extractor", "cached_stats", "evaluate", "extract_features", "frechet_distance", "kernel_distance",
-    "load_domain_classifier", "precision_recall_density_coverage", "register_metric",
+    "load_domain_classifier", "precision_recall_density_coverage", "register_metric", "score_features",
     "resolve_inception_weights", "result_key", "result_keys", "train_domain_classifier", "watched_result",
 ]
 
@@ -126,14 +126,23 @@ def evaluate(
             cache_key=real_cache_key, batch_size=batch_size, num_workers=num_workers,
             metric_names=[metric.name for metric in chosen if metric.needs_real],
         )
+    return score_features(fake_set, real_stats, names, seed=seed, suffix=extractor.metric_suffix)
+
+
+def score_features(fake: FeatureSet, real: RealStats | None, metrics: Sequence[str], *, seed: int = 0,
+                   suffix: str = "") -> dict[str, float]:
+    """The registered `metrics` of already extracted features (what `evaluate` does after extraction).
+
+    IS without a logit head is skipped with a warning saying how to get one.
+    """
     results: dict[str, float] = {}
-    for metric in chosen:
+    for metric in (METRICS.get(name) for name in dict.fromkeys(metrics)):
         try:
-            values = metric.compute(fake_set, real_stats, seed)
+            values = metric.compute(fake, real, seed)
         except MissingLogitHead as err:
-            warnings.warn(str(err), stacklevel=2)
+            warnings.warn(str(err), stacklevel=3)
             continue
-        results.update({result_key(k, metric.name, extractor.metric_suffix): float(v) for k, v in values.items()})
+        results.update({result_key(k, metric.name, suffix): float(v) for k, v in values.items()})
     return results
 
 

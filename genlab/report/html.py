@@ -137,6 +137,7 @@ def run_section(root: Path) -> str:
              (f"best {summary.get('best_metric') or ''}".strip(), summary.get("best")),
              ("data", f"{config.get('data', {}).get('name')} at {config.get('data', {}).get('image_size')} px")]
     parts.append("<h3>Summary</h3>" + _table([(k, _fmt(v)) for k, v in facts], ["", "value"]))
+    parts.append(doctor_section(root))
     diff = config_diff(config) if config else []
     parts.append("<h3>Configuration (keys that differ from the family's defaults)</h3>"
                  + (_table([(k, _fmt(d), _fmt(v)) for k, d, v in diff], ["key", "default", "this run"])
@@ -166,6 +167,22 @@ def run_section(root: Path) -> str:
     return "\n".join(parts)
 
 
+def doctor_section(root: Path) -> str:
+    """`genlab doctor`'s findings about the run (nothing when it has logged nothing yet)."""
+    from genlab.diagnose.doctor import diagnose_run
+    from genlab.errors import GenlabError
+
+    try:
+        diagnosis = diagnose_run(root)
+    except GenlabError:
+        return ""
+    if diagnosis.healthy:
+        return "<h3>Doctor</h3><p>Looks healthy: no failure mode found.</p>"
+    rows = [(i, f.name, f"{f.steps[0]}-{f.steps[1]}" if f.steps else "—", f.symptom, f.cause, " ".join(f.overrides))
+            for i, f in enumerate(diagnosis.findings, 1)]
+    return "<h3>Doctor</h3>" + _table(rows, ["#", "finding", "steps", "symptom", "likely cause", "overrides to try"])
+
+
 def comparison_table(roots: Sequence[Path]) -> str:
     """One row per run: family, status, steps, parameters, training time, sampling time, best and final metrics."""
     rows = []
@@ -179,9 +196,70 @@ def comparison_table(roots: Sequence[Path]) -> str:
                          "final metrics"])
 
 
-def render_report(roots: Sequence[Path], title: str = "genlab report") -> str:
-    """The whole page for these run directories."""
+def _mean_std(cell: Any) -> str:
+    if not isinstance(cell, dict) or cell.get("mean") is None:
+        return "—"
+    return f"{cell['mean']:.4g}" + (f" ± {cell['std']:.2g}" if cell.get("std") is not None else "")
+
+
+def study_section(folder: Path) -> str:
+    """A study's tables (study.json: one per phase) and its comparison (compare/compare.json and figures)."""
+    parts = []
+    record = read_json(folder / "study.json")
+    if record:
+        parts.append(f"<h2>Study {esc(record.get('study'))}</h2><p>{esc(record.get('description', ''))}</p>")
+        phases: dict[Any, list[dict[str, Any]]] = {}
+        for row in record.get("rows", []):
+            phases.setdefault(row.get("phase"), []).append(row)
+        titles = record.get("phases") or {}
+        for phase, rows in phases.items():
+            heading = (f"Phase {phase}" + (f" — {titles[phase]}" if phase in titles else "")) if phase else "Variants"
+            metric = next((r.get("metric") for r in rows if r.get("metric")), "metric")
+            parts.append(f"<h3>{esc(heading)}</h3>" + _table(
+                [(r.get("variant"), r.get("because") or "—", _mean_std(r.get("final")), _mean_std(r.get("best")),
+                  f"{r.get('finished')}/{r.get('runs')}", _mean_std(r.get("train_seconds")), r.get("observed"),
+                  r.get("motivates") or "—") for r in rows],
+                ["variant", "because", f"{metric} (final)", f"best {metric}", "runs", "train s",
+                 "main observed failure (doctor)", "motivates"]))
+    compare = read_json(folder / "compare" / "compare.json") or read_json(folder / "compare.json")
+    if compare:
+        parts.append(comparison_section(compare, (folder / "compare") if (folder / "compare").is_dir() else folder))
+    return "\n".join(parts)
+
+
+#: Columns of the cross-run comparison table: (key in compare.json rows, header).
+COMPARE_COLUMNS = (("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("is_mean", "IS ↑"), ("precision", "precision"),
+                   ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+                   ("lpips_diversity", "LPIPS diversity ↑"), ("parameters", "params"), ("train_seconds", "train s"),
+                   ("sample_seconds_per_image", "sample s/img"))
+
+
+def comparison_section(record: dict[str, Any], folder: Path) -> str:
+    """`genlab compare`'s table, conditions, notes and figures (PNG files beside compare.json, inlined)."""
+    rows = record.get("rows", [])
+    columns = [(k, h) for k, h in COMPARE_COLUMNS if any(r.get(k) is not None for r in rows)]
+    parts = ["<h2>Comparison under identical conditions</h2>",
+             _table([(r.get("run"), r.get("family"), *(_fmt(r.get(k)) for k, _ in columns)) for r in rows],
+                    ["run", "family", *(h for _, h in columns)]),
+             "<h3>Conditions</h3>" + _table([(k, _fmt(v)) for k, v in (record.get("conditions") or {}).items()],
+                                            ["", "value"])]
+    notes = record.get("notes") or []
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    titles = {"grids": "Samples (same noise seed)", "progression": "Progression over training",
+              "interpolation": "Latent interpolation", "worst": "Worst samples (farthest from any real image)"}
+    for key, name in (record.get("figures") or {}).items():
+        path = folder / Path(str(name)).name
+        if path.is_file():
+            parts.append(f"<h3>{esc(titles.get(key, key))}</h3>" + image_tag(path.read_bytes(), titles.get(key, key)))
+    return "\n".join(parts)
+
+
+def render_report(roots: Sequence[Path], title: str = "genlab report", study: Path | None = None) -> str:
+    """The whole page for these run directories (and a study's or comparison's folder)."""
     body = [f"<h1>{esc(title)}</h1>"]
+    if study is not None:
+        body.append(study_section(Path(study)))
     if len(roots) > 1:
         body.append("<h2>Comparison</h2>" + comparison_table(roots))
     body += [run_section(Path(root)) for root in roots]
@@ -189,11 +267,13 @@ def render_report(roots: Sequence[Path], title: str = "genlab report") -> str:
             f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(roots: Sequence[str | Path], out: str | Path, title: str = "genlab report") -> Path:
-    """Write the report for `roots` to `out` (atomically: a half-written report never replaces a good one)."""
+def write_report(roots: Sequence[str | Path], out: str | Path, title: str = "genlab report",
+                 study: str | Path | None = None) -> Path:
+    """Write the report for `roots` (and `study`, a study or comparison folder) to `out`, atomically."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render_report([Path(r) for r in roots], title), encoding="utf-8")
+    tmp.write_text(render_report([Path(r) for r in roots], title, None if study is None else Path(study)),
+                   encoding="utf-8")
     tmp.replace(out)
     return out
