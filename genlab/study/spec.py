@@ -66,24 +66,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Variant(Strict):
-    """One run of the study: a preset, its overrides and why this change is tried."""
+class Named(Strict):
+    """What a study and each of its variants have: a folder name and overrides."""
 
-    name: str = Field(description="Folder name of the variant's run under study/<study>/.")
-    preset: str | None = Field(None, description="Preset or YAML path (default: the study's base).")
+    name: str = Field(description="Folder name: study/<study>/<variant>/.")
     overrides: list[str] = Field(default_factory=list, description="key=value overrides (or a mapping).")
-    because: str = Field("", description="The observed failure of an earlier variant that motivates this one.")
-    phase: str | None = Field(None, description="Phase this variant belongs to (a table per phase).")
 
     @field_validator("name")
     @classmethod
     def _folder_name(cls, value: str) -> str:
-        return _name(value, "variant name")
+        return _name(value, f"{cls.__name__.lower()} name")
 
     @field_validator("overrides", mode="before")
     @classmethod
     def _overrides(cls, value: Any) -> list[str]:
         return as_overrides(value)
+
+
+class Variant(Named):
+    """One run of the study: a preset, its overrides and why this change is tried."""
+
+    preset: str | None = Field(None, description="Preset or YAML path (default: the study's base).")
+    because: str = Field("", description="The observed failure of an earlier variant that motivates this one.")
+    phase: str | None = Field(None, description="Phase this variant belongs to (a table per phase).")
 
     @field_validator("phase", mode="before")
     @classmethod
@@ -107,28 +112,16 @@ class CompareSpec(Strict):
     fast: bool | str = Field(False, description="Reduced-precision Inception features (int8 on CPUs).")
 
 
-class Study(Strict):
+class Study(Named):
     """A study file (see the module doc)."""
 
-    name: str
     description: str = ""
     base: str | None = None
-    overrides: list[str] = Field(default_factory=list)
     seeds: int = Field(1, ge=1, le=100)
     output_dir: str = "study"
     phases: dict[str, str] = Field(default_factory=dict)
     variants: list[Variant] = Field(min_length=1)
     compare: CompareSpec | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _folder_name(cls, value: str) -> str:
-        return _name(value, "study name")
-
-    @field_validator("overrides", mode="before")
-    @classmethod
-    def _overrides(cls, value: Any) -> list[str]:
-        return as_overrides(value)
 
     @field_validator("phases", mode="before")
     @classmethod

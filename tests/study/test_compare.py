@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -95,3 +96,21 @@ def test_slerp_ends_at_both_codes_and_keeps_the_norm_between_equal_norms():
     middle = slerp(a, b, 0.5)
     assert middle.norm() == pytest.approx(a.norm().item(), rel=1e-5)  # lerp would shrink it
     assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-5)
+
+
+def test_the_comparison_report_renders_in_a_browser_with_every_figure(two_runs, tmp_path):
+    from genlab.report.html import write_report
+    from tests.report.test_html import PROBE, browse
+
+    out = tmp_path / "cmp"
+    write_comparison(compare_runs(two_runs, CompareOptions(**OPTIONS)), out)
+    page = write_report(two_runs, out / "report.html", title="compare <b>", study=out).read_text()
+    assert "Comparison under identical conditions" in page and "compare &lt;b&gt;" in page
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</title>", "</title>" + PROBE, 1))
+    dom = browse(probed, "--dump-dom")
+    match = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert match, dom.stderr[-2000:]
+    probe = json.loads(match.group(1).replace("&quot;", '"'))
+    # 4 comparison figures + each run's curves and grids; none may fail to decode, no page errors.
+    assert probe["images"] >= 8 and probe["bad"] == 0 and probe["errors"] == []
