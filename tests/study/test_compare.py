@@ -114,3 +114,15 @@ def test_the_comparison_report_renders_in_a_browser_with_every_figure(two_runs, 
     probe = json.loads(match.group(1).replace("&quot;", '"'))
     # 4 comparison figures + each run's curves and grids; none may fail to decode, no page errors.
     assert probe["images"] >= 8 and probe["bad"] == 0 and probe["errors"] == []
+
+
+def test_compare_command_prints_the_table_and_explains_missing_lpips_weights(two_runs, tmp_path, run_cli,
+                                                                             monkeypatch):
+    args = ["compare", *map(str, two_runs), "--n", "24", "--real-samples", "48", "--device", "cpu"]
+    code, output = run_cli([*args, "--metrics", "fid,lpips", "--lpips-weights", "random", "--lpips-samples", "6",
+                            "--out", str(tmp_path / "c")])
+    assert code == 0, output
+    assert "| gan | gan |" in output and "| vae | vae |" in output and (tmp_path / "c" / "report.html").is_file()
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    code, output = run_cli([*args, "--metrics", "fid,lpips", "--out", str(tmp_path / "d")])
+    assert code == 2 and "--lpips-weights PATH" in output and "Traceback" not in output
