@@ -13,6 +13,9 @@ import typer
 
 from genlab.errors import GenlabError
 
+#: Files that make a folder a study (genlab study), a search (genlab gasten tune-*) or a comparison (genlab compare).
+STUDY_FILES = ("study.json", "trials.csv", "compare.json")
+
 
 def find_runs(folder: Path) -> list[Path]:
     """Run directories (folders holding config.yaml) under `folder`, itself included, sorted by name."""
@@ -84,6 +87,6 @@ def register(app: typer.Typer) -> None:
             missing = [str(p) for p in runs if not p.is_dir()]
             raise GenlabError(f"No run directories in {', '.join(missing or map(str, runs))}: give folders written "
                               "by `genlab train` (they hold config.yaml), e.g. runs/<name>.")
-        studies = [p for p in runs if p.is_dir() and ((p / "study.json").is_file() or (p / "compare.json").is_file())]
+        studies = [p for p in runs if p.is_dir() and any((p / f).is_file() for f in STUDY_FILES)]
         path = write_report(roots, out, title or "genlab report", study=studies[0] if studies else None)
         typer.echo(f"Wrote {path} ({len(roots)} run{'s' if len(roots) != 1 else ''}).")

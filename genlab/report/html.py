@@ -203,7 +203,8 @@ def _mean_std(cell: Any) -> str:
 
 
 def study_section(folder: Path) -> str:
-    """A study's tables (study.json: one per phase) and its comparison (compare/compare.json and figures)."""
+    """A study's tables (study.json: one per phase), a hyper-parameter search (summary.json + trials.csv: the
+    Pareto front or history) and a comparison (compare/compare.json and its figures), whichever the folder has."""
     parts = []
     record = read_json(folder / "study.json")
     if record:
@@ -221,9 +222,31 @@ def study_section(folder: Path) -> str:
                   r.get("motivates") or "—") for r in rows],
                 ["variant", "because", f"{metric} (final)", f"best {metric}", "runs", "train s",
                  "main observed failure (doctor)", "motivates"]))
+    search = read_json(folder / "summary.json") if (folder / "trials.csv").is_file() else None
+    if search:
+        parts.append(search_section(search, folder))
     compare = read_json(folder / "compare" / "compare.json") or read_json(folder / "compare.json")
     if compare:
         parts.append(comparison_section(compare, (folder / "compare") if (folder / "compare").is_dir() else folder))
+    return "\n".join(parts)
+
+
+def search_section(summary: dict[str, Any], folder: Path) -> str:
+    """A hyper-parameter search (`genlab gasten tune-*`): its plot (Pareto front or history) and best trials."""
+    states = ", ".join(f"{k.lower()} {v}" for k, v in (summary.get("states") or {}).items() if v)
+    parts = [f"<h2>Hyper-parameter search {esc(summary.get('study_name'))}</h2>",
+             f"<p>{esc(summary.get('n_trials'))} trials ({esc(states)}); objectives: "
+             f"{esc(', '.join(summary.get('directions') or []))}.</p>"]
+    for name, title in (("pareto.png", "Pareto front"), ("history.png", "Search history")):
+        if (folder / name).is_file():
+            parts.append(f"<h3>{title}</h3>" + image_tag((folder / name).read_bytes(), title))
+    best = summary.get("pareto_front") or ([summary["best"]] if summary.get("best") else [])
+    knee = (summary.get("knee") or {}).get("number")
+    if best:
+        rows = [(t.get("number"), "knee" if t.get("number") == knee else "",
+                 ", ".join(_fmt(v) for v in t.get("values") or []), _fmt(t.get("params"))) for t in best]
+        parts.append(f"<h3>{'Pareto front' if summary.get('pareto_front') else 'Best trial'}</h3>"
+                     + _table(rows, ["trial", "", "objective values", "parameters"]))
     return "\n".join(parts)
 
 

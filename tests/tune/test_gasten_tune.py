@@ -98,6 +98,11 @@ def test_step2_study_reports_pareto_front_and_knee(tiny, tmp_path):
     front = {t["number"] for t in summary["pareto_front"]}
     assert front and summary["knee"]["number"] in front
     assert (study_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    from genlab.report.html import render_report
+
+    page = render_report([], "search", study=study_dir)  # `genlab report STUDY_DIR` shows the front and its plot
+    assert "Hyper-parameter search" in page and "data:image/png" in page
+    assert f"<tr><td>{summary['knee']['number']}</td><td>knee</td>" in page
 
 
 def test_cli_needs_a_budget(tiny):
