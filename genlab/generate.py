@@ -45,10 +45,16 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "last") -> Path:
 
 def load_run(run_dir: str | Path, checkpoint: str = "last", device: str = "auto") -> LoadedRun:
     """Rebuild a run's method from its checkpoint (architecture sizes come from the saved config)."""
-    state = load_checkpoint(checkpoint_path(run_dir, checkpoint))
-    cfg = validate(state["config"], f"config stored in {run_dir}")
-    shape = DataShape(**state["data_shape"])
-    method = build_method(cfg, shape, select_device(device))
+    return method_from_checkpoint(load_checkpoint(checkpoint_path(run_dir, checkpoint)), str(run_dir),
+                                  select_device(device))
+
+
+def method_from_checkpoint(state: dict, where: str, device: torch.device) -> LoadedRun:
+    """The method a loaded checkpoint `state` holds, on `device` (`where` names it in config errors)."""
+    cfg = validate(state["config"], f"config stored in {where}")
+    # Sampling from a loaded run compiles nothing: training.compile is for training steps, not a one-off draw.
+    built = cfg.model_copy(update={"training": cfg.training.model_copy(update={"compile": False})})
+    method = build_method(built, DataShape(**state["data_shape"]), device)
     method.load_state_dict(state["method"])
     return LoadedRun(cfg, method, int(state["step"]))
 

@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
         run: Optional[Path] = typer.Argument(None, help="A run directory, e.g. runs/<name> (none: check the environment)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON for machines instead of text."),
         output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Without RUN: where runs would be written."),
+        checkpoints: bool = typer.Option(True, "--checkpoints/--no-checkpoints",
+                                         help="Read checkpoints/last.pt and best.pt for what metrics.jsonl lacks "
+                                              "(sample health, parameter counts, FID behind best.pt)."),
     ) -> None:
         """Diagnose a run: saturation, D dominance, collapse, divergence... each with its numbers, cause and fix.
 
@@ -31,5 +34,5 @@ def register(app: typer.Typer) -> None:
             return
         from genlab.diagnose.doctor import diagnose_run, to_json
 
-        diagnosis = diagnose_run(run)
+        diagnosis = diagnose_run(run, checkpoints=checkpoints)
         typer.echo(to_json(diagnosis) if as_json else diagnosis.render())

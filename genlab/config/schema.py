@@ -108,6 +108,23 @@ class TrainingConfig(Section):
         "none", description="Mixed precision: bf16 autocast (CPU or GPU), fp16 autocast with GradScaler (CUDA), or "
         "auto: fp16 + GradScaler on CUDA, bf16 on CPUs with AMX, else none (float32); the choice is logged once."
     )
+    channels_last: bool = Field(
+        False, description="Speed switch: keep the networks' weights and activations in channels-last (NHWC) memory "
+        "order, which oneDNN and cuDNN convolutions prefer; results equal float32's within rounding.",
+    )
+    compile: bool = Field(
+        False, description="Speed switch: torch.compile the trained networks (G and D, the VAE, the U-Net). The first "
+        "steps compile (on a CPU this needs a C compiler and takes a minute or more); where compile is unavailable or "
+        "fails, training goes on uncompiled after one warning. Checkpoints are the same as without it.",
+    )
+    fused_adam: bool = Field(
+        False, description="Speed switch: Adam/AdamW's fused kernel (CPU and CUDA) instead of the multi-tensor foreach "
+        "one; the same update within float rounding.",
+    )
+    sync_batchnorm: bool = Field(
+        False, description="Under torchrun (several processes): BatchNorm layers normalise with the statistics of the "
+        "whole global batch (SyncBatchNorm, CUDA only) instead of each process's slice; no effect in one process.",
+    )
     perceptual_network: Literal["vgg16", "vgg19"] = Field("vgg16", description="VGG used by perceptual/Gram losses.")
     perceptual_layers: list[str] = Field(
         ["relu1_2", "relu2_2", "relu3_3"], description="VGG layers compared by the perceptual and Gram losses."
@@ -179,6 +196,17 @@ class DataConfig(Section):
     )
     seed: int = Field(42, description="The run's seed: data order, initialisation, noise and augmentation.")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for file-based data sets.")
+    pin_memory: Union[bool, Literal["auto"]] = Field(
+        "auto", description="File-based data sets: page-locked batches for faster copies to the GPU (auto = on CUDA "
+        "only; it buys nothing on a CPU).",
+    )
+    prefetch_factor: int = Field(
+        2, ge=1, description="File-based data sets with num_workers > 0: batches each worker decodes ahead.",
+    )
+    persistent_workers: bool = Field(
+        False, description="File-based data sets with num_workers > 0: keep the workers alive between epochs "
+        "instead of starting new ones each epoch.",
+    )
 
     @model_validator(mode="after")
     def _check_channels(self) -> DataConfig:

@@ -9,6 +9,7 @@ import torch
 
 from genlab.data.augment import AugmentPolicy, augment_batch
 from genlab.data.base import ImageDataset, InMemoryImageDataset, Uint8View, to_float
+from genlab.distributed import on_global_batch, shard_rows
 
 
 @dataclass
@@ -24,13 +25,31 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63 - 1)
 
 
+class _EpochBatches:
+    """A batch sampler whose batches are set per epoch, so one DataLoader (with persistent workers) serves every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(list(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class EpochLoader:
     """Yields full batches in a seeded per-epoch order, optionally starting mid-epoch (for resume).
 
     In-memory data sets are gathered with one index op per batch; file-based ones go through a
-    DataLoader whose workers decode uint8 images. Random augmentation happens on the whole batch
+    DataLoader whose workers decode uint8 images (pinned for CUDA, `prefetch_factor` batches ahead,
+    optionally kept alive between epochs). Random augmentation happens on the whole batch
     in the main process with a checkpointed generator, so resuming is exact. With `balanced`, each
     epoch draws indices with replacement, weighted by 1 / (size of the image's class).
+
+    `shard=(rank, ranks)` (torchrun): `batch_size` is the global batch and this rank yields its contiguous
+    slice of each one, augmented with the global batch's random draws, so the ranks' slices together are
+    exactly the one-process batch.
     """
 
     def __init__(
@@ -42,6 +61,10 @@ class EpochLoader:
         augment: AugmentPolicy | None = None,
         num_workers: int = 0,
         balanced: bool = False,
+        pin_memory: bool | str = "auto",
+        prefetch_factor: int = 2,
+        persistent_workers: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if len(dataset) < batch_size:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than one batch of {batch_size}")
@@ -51,6 +74,12 @@ class EpochLoader:
         self.device = device
         self.augment = augment
         self.num_workers = num_workers
+        self.pin_memory = device.type == "cuda" if pin_memory == "auto" else bool(pin_memory)
+        self.prefetch_factor = prefetch_factor
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self._file_loader: torch.utils.data.DataLoader | None = None  # kept across epochs with persistent workers
+        self._epoch_batches = _EpochBatches()
+        self.rank, self.ranks = shard
         self.sample_weights = None
         if balanced:
             counts = torch.bincount(dataset.labels, minlength=dataset.num_classes).clamp_min(1)
@@ -73,20 +102,25 @@ class EpochLoader:
             for idx in index_batches:
                 yield self.dataset.batch_uint8(idx)
             return
-        loader = torch.utils.data.DataLoader(
-            Uint8View(self.dataset),
-            batch_sampler=[idx.tolist() for idx in index_batches],
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-        )
+        self._epoch_batches.batches = [idx.tolist() for idx in index_batches]
+        loader = self._file_loader
+        if loader is None:
+            workers = {"prefetch_factor": self.prefetch_factor,
+                       "persistent_workers": self.persistent_workers} if self.num_workers > 0 else {}
+            loader = torch.utils.data.DataLoader(Uint8View(self.dataset), batch_sampler=self._epoch_batches,
+                                                 num_workers=self.num_workers, pin_memory=self.pin_memory, **workers)
+            if self.persistent_workers:
+                self._file_loader = loader
         yield from loader
 
     def epoch(self, epoch: int, start_batch: int = 0, aug_generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Batches of `epoch` from batch `start_batch` on."""
         order = self.order(epoch)[: self.steps_per_epoch * self.batch_size]
-        index_batches = list(order.view(self.steps_per_epoch, self.batch_size)[start_batch:])
+        index_batches = [shard_rows(idx, self.rank, self.ranks)
+                         for idx in order.view(self.steps_per_epoch, self.batch_size)[start_batch:]]
         for images, labels in self._uint8_batches(index_batches):
             images = to_float(images.to(self.device, non_blocking=True))
             if self.augment is not None:
-                images = augment_batch(images, self.augment, aug_generator)
+                images = on_global_batch(lambda x: augment_batch(x, self.augment, aug_generator), images,
+                                         self.rank, self.ranks)
             yield Batch(images, labels.to(self.device, non_blocking=True))

@@ -1,9 +1,11 @@
-"""`genlab doctor RUN`: read a run's config and metrics.jsonl, rank what went wrong, say what to change.
+"""`genlab doctor RUN`: read a run's config, metrics.jsonl and, when needed, its checkpoints; rank what went wrong.
 
 Each rule looks at one failure mode (seed note 004's list and more) and returns a `Finding`: the
 symptom with its numbers and step range, the likely cause, and the exact overrides to try. Rules
 read the late part of the run (its last third) so that a rough start does not count against a run
-that recovered. A run with no finding "looks healthy".
+that recovered. A run with no finding "looks healthy". What metrics.jsonl lacks (sample health of older
+runs or of runs with logging.diagnostics=false, parameter counts, FID behind best.pt) comes from
+checkpoints/last.pt and best.pt (`genlab.diagnose.checkpoints`), loaded only then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from genlab.diagnose.checkpoints import CheckpointFacts, read_checkpoints
 from genlab.diagnose.signals import (
     CAPACITY_RATIO_LOW,
     CHANCE_D_LOSS,
@@ -26,6 +29,7 @@ from genlab.diagnose.signals import (
     SATURATION_EXCESS_ALARM,
     collapsed,
     dominates,
+    generator_losing,
 )
 from genlab.errors import GenlabError
 from genlab.runs.records import read_json, read_jsonl
@@ -91,14 +95,25 @@ class Diagnosis:
 class RunView:
     """A run directory's config (as written) and metrics records, split by kind, with a few helpers."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, checkpoints: bool = True) -> None:
         self.root = root
+        self.use_checkpoints = checkpoints
+        self._facts: CheckpointFacts | None = None
         self.config: dict[str, Any] = yaml.safe_load((root / "config.yaml").read_text()) or {}
         records = read_jsonl(root / "metrics.jsonl")
         self.train = [r for r in records if not r.get("evaluation") and any(k.startswith("loss") for k in r)]
         self.samples = [r for r in records if "saturation_excess" in r]
         self.evaluations = [r for r in records if r.get("evaluation")]
         self.records = records
+
+    def checkpoint(self) -> CheckpointFacts | None:
+        """What last.pt (and best.pt) say, loaded once on first need (None when checkpoints are not to be read)."""
+        if not self.use_checkpoints:
+            return None
+        if self._facts is None:
+            gan = self.get("model.family", "gan") == "gan"
+            self._facts = read_checkpoints(self.root, want_health=gan and not self.samples)
+        return self._facts
 
     def get(self, dotted: str, default: Any = None) -> Any:
         """A config value by dotted key (the default when the run's config lacks it)."""
@@ -129,13 +144,18 @@ class RunView:
         return next((float(r[key]) for r in self.records if isinstance(r.get(key), (int, float))), None)
 
     def parameters(self) -> tuple[float, float] | None:
-        """(G, D) parameter counts: logged at the start, or from summary.json for runs that predate that."""
+        """(G, D) parameter counts: logged at the start, else from summary.json, else from the networks in last.pt."""
         g, d = self.first_value("g_params"), self.first_value("d_params")
         if g and d:
             return g, d
         counts = (read_json(self.root / "summary.json") or {}).get("parameters") or {}
         g, d = counts.get("generator"), counts.get("discriminator")
-        return (float(g), float(d)) if isinstance(g, (int, float)) and isinstance(d, (int, float)) and d else None
+        if isinstance(g, (int, float)) and isinstance(d, (int, float)) and d:
+            return float(g), float(d)
+        if self.get("model.family", "gan") != "gan":
+            return None
+        facts = self.checkpoint()
+        return facts.parameters if facts else None
 
 
 def _span(records: list[dict[str, Any]]) -> tuple[int, int] | None:
@@ -171,7 +191,9 @@ def check_divergence(view: RunView) -> Finding | None:
     marked = [r for r in view.records if r.get("nonfinite_steps") is not None] or bad
     parts = []
     if skipped:
-        parts.append(f"{int(max(skipped))} steps had NaN/Inf losses and were skipped")
+        gradients = view.values(view.records, "nonfinite_gradient_steps")
+        of_which = f" ({int(max(gradients))} of them with finite losses but NaN/Inf gradients)" if gradients else ""
+        parts.append(f"{int(max(skipped))} steps had NaN/Inf losses or gradients and were skipped{of_which}")
     if recoveries:
         parts.append(f"the NaN guard reloaded the last checkpoint {int(max(recoveries))} times, lowering the "
                      "learning rates each time")
@@ -245,6 +267,9 @@ def check_dominance(view: RunView) -> Finding | None:
     loss_type = view.get("training.loss_type")
     if not dominates(real, fake, loss_d, loss_type):
         return None
+    # D winning while G's loss falls and its gradient holds is a DCGAN's usual start, not a failure (the demo).
+    if not generator_losing(view.values(view.train, "loss_g"), view.values(view.train, "grad_norm_g")):
+        return None
     lr_g, lr_d = view.get("training.lr_g", 2e-4), view.get("training.lr_d", 2e-4)
     overrides = [f"training.lr_d={_rate(lr_g if lr_d > lr_g else lr_d / 4)}"]
     if (view.get("training.n_critic") or 1) > 1:
@@ -262,7 +287,8 @@ def check_dominance(view: RunView) -> Finding | None:
     return Finding(
         "discriminator dominance", 80.0 + (real + fake) / 2,
         f"D is right about {real:.0%} of real and {fake:.0%} of fake images over the last third of the run "
-        f"(above {DOMINANCE_ACCURACY:.0%} on both){loss_note}.",
+        f"(above {DOMINANCE_ACCURACY:.0%} on both){loss_note}, while the generator's loss rose or its gradient "
+        "vanished.",
         "the discriminator learns much faster than the generator (a higher lr_d, more critic steps, a larger D), "
         "so the generator's gradient carries little information.", overrides, _span(winning or late))
 
@@ -374,7 +400,7 @@ def check_fid(view: RunView) -> Finding | None:
     scores = [(int(r["step"]), float(r[k])) for r in view.evaluations for k in r
               if k.startswith("fid") and isinstance(r[k], (int, float)) and math.isfinite(r[k])]
     if len(scores) < 3:
-        return None
+        return _fid_regression_from_checkpoints(view)
     best_step, best = min(scores, key=lambda s: s[1])
     last_step, last = scores[-1]
     if last > 1.1 * best and best_step < last_step:
@@ -390,6 +416,27 @@ def check_fid(view: RunView) -> Finding | None:
             f"improve on {best:.4g}.", "the run has converged at these settings; more epochs will not help.",
             ["training.lr_schedule=cosine", "eval.early_stop_patience=3"], (scores[-3][0], last_step))
     return None
+
+
+def _fid_regression_from_checkpoints(view: RunView) -> Finding | None:
+    """Too few evaluation records: best.pt's step against last.pt's, with the scores last.pt's evaluation hook kept."""
+    if not (view.root / "checkpoints" / "best.pt").is_file():
+        return None
+    facts = view.checkpoint()
+    if facts is None or facts.best is None or facts.last_score is None or facts.step is None:
+        return None
+    metric = facts.metric or "fid"
+    if not metric.startswith(("fid", "kid")):
+        return None  # only lower-is-better scores read this way
+    best_step, best = facts.best
+    if best_step >= facts.step or facts.last_score <= 1.1 * best:
+        return None
+    return Finding(
+        f"{'KID' if metric.startswith('kid') else 'FID'} regression", 30.0,
+        f"{metric} was {best:.4g} at step {best_step} (checkpoints/best.pt) and is {facts.last_score:.4g} at the "
+        f"last evaluation (checkpoints/last.pt, step {facts.step}).",
+        "training went past its best point; later steps made samples worse (over-training or instability).",
+        ["eval.early_stop_patience=3", *_halved_rates(view)], (best_step, facts.step))
 
 
 def check_posterior_collapse(view: RunView) -> Finding | None:
@@ -436,25 +483,36 @@ RULES: tuple[Callable[[RunView], Finding | None], ...] = (
 )
 
 
-def diagnose_run(run: str | Path) -> Diagnosis:
-    """Read a run directory and return its findings, worst first (a GenlabError when it is no run)."""
+def diagnose_run(run: str | Path, checkpoints: bool = True) -> Diagnosis:
+    """Read a run directory and return its findings, worst first (a GenlabError when it is no run).
+
+    `checkpoints=False` reads config.yaml and metrics.jsonl only (no network is rebuilt, nothing is sampled).
+    """
     root = Path(run)
     if not (root / "config.yaml").is_file():
         raise GenlabError(f"{root} is not a run directory (it has no config.yaml). Give a folder written by "
                           "`genlab train`, e.g. runs/<name>; `genlab doctor` without a run checks the environment.")
     try:
-        view = RunView(root)
+        view = RunView(root, checkpoints)
     except (OSError, yaml.YAMLError) as err:
         raise GenlabError(f"Could not read {root / 'config.yaml'} ({type(err).__name__}: {err}); the run directory "
                           "is damaged. Restore config.yaml from the checkpoint with `genlab train --resume`.") from None
     if not view.records:
         raise GenlabError(f"{root} has logged nothing yet (metrics.jsonl is missing or empty), so there is nothing to "
                           "diagnose. Run `genlab doctor` again after the first logging.log_every steps.")
-    findings = sorted(filter(None, (rule(view) for rule in RULES)), key=lambda f: -f.severity)
     notes = []
     if view.get("model.family", "gan") == "gan" and not view.samples:
-        notes.append("no sample-health records (saturation/diversity against real images): the run predates them "
-                     "or never reached logging.sample_every steps.")
+        facts = view.checkpoint()
+        if facts is not None and facts.health is not None:
+            view.samples = [{"step": facts.step, **facts.health}]
+            notes.append(f"metrics.jsonl has no sample-health records (the run predates them or ran with "
+                         f"logging.diagnostics=false), so saturation and diversity were measured on samples of "
+                         f"checkpoints/last.pt (step {facts.step}) against the run's real images.")
+        else:
+            notes.append("no sample-health records (saturation/diversity against real images): the run predates them "
+                         "or never reached logging.sample_every steps"
+                         + (f"; {' '.join(facts.notes)}" if facts and facts.notes else "."))
+    findings = sorted(filter(None, (rule(view) for rule in RULES)), key=lambda f: -f.severity)
     name = view.get("name")
     return Diagnosis(str(root), str(view.get("model.family", "gan")), view.step, findings, notes,
                      name if isinstance(name, str) else None)

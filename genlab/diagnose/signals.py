@@ -6,6 +6,9 @@ levels, so what the run warned about and what the doctor reports agree.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
+
 import torch
 
 #: |x| above this counts as a saturated pixel (tanh's flat ends).
@@ -25,6 +28,11 @@ DOMINANCE_LOSS_SHARE = 0.35
 CHANCE_D_LOSS = {"ns": 1.3863, "bce": 1.3863, "hinge": 2.0, "ls": 0.25}
 #: Consecutive log intervals (live) that D must win by DOMINANCE_ACCURACY before the warning.
 DOMINANCE_PATIENCE = 5
+#: D winning is a failure only while the generator loses ground: its loss rising by this share of its size (seed 004:
+#: G loss 0.48 -> 1.40) or its gradient norm falling below G_GRADIENT_VANISHED of what it was. A DCGAN's D is right
+#: about >90 % of images for its first few hundred steps while G's loss falls: a healthy start (the demo).
+G_LOSS_RISE = 0.05
+G_GRADIENT_VANISHED = 0.1
 #: Generator/discriminator parameter ratio below which D overwhelms G (seed 004 targets 0.5-1.5).
 CAPACITY_RATIO_LOW = 0.5
 
@@ -78,3 +86,23 @@ def dominates(acc_real: float, acc_fake: float, loss_d: float | None, loss_type:
         return False
     chance = CHANCE_D_LOSS.get(loss_type or "")
     return chance is None or loss_d is None or loss_d < DOMINANCE_LOSS_SHARE * chance
+
+
+def generator_losing(loss_g: Sequence[float], grad_norm_g: Sequence[float] = ()) -> bool:
+    """The generator's side of D dominance, over a window of log intervals in order: G's loss rising (the later
+    half's mean above the earlier half's by G_LOSS_RISE of its size) or its gradient norm vanishing (the later half
+    below G_GRADIENT_VANISHED of the earlier half). True when too few values to tell (then D's side decides alone).
+    """
+    if len(loss_g) < 2 and len(grad_norm_g) < 2:
+        return True
+    if len(loss_g) >= 2:
+        half = len(loss_g) // 2
+        early, late = statistics.mean(loss_g[:half]), statistics.mean(loss_g[-half:])
+        if late - early > G_LOSS_RISE * abs(early):
+            return True
+    if len(grad_norm_g) >= 2:
+        half = len(grad_norm_g) // 2
+        early, late = statistics.mean(grad_norm_g[:half]), statistics.mean(grad_norm_g[-half:])
+        if early > 0 and late < G_GRADIENT_VANISHED * early:
+            return True
+    return False

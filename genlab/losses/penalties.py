@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from genlab.distributed import draw_global
+
 
 def _input_gradients(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     (grad,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
@@ -15,7 +17,8 @@ def _input_gradients(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tenso
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Mean of (‖∇D(x̂)‖₂ − 1)² over random interpolates x̂ = αx + (1 − α)x̃ (Gulrajani et al.)."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+    alpha = draw_global(lambda n: torch.rand(n, 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype),
+                        real.shape[0])  # under torchrun: this rank's rows of the global batch's draw
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     norms = _input_gradients(critic(mixed), mixed).norm(2, dim=1)
     return (norms - 1).pow(2).mean()

@@ -20,6 +20,7 @@ from genlab.errors import ConfigError
 from genlab.methods.base import Method, SampleOptions, StepContext
 from genlab.methods.ema import EMA
 from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
+from genlab.methods.speed import apply_speed_switches
 from genlab.models import DataShape
 from genlab.models.diffusion import DIFFUSION_ARCHITECTURES, check_diffusion, loss_by_quarter, quarter_means
 
@@ -48,11 +49,13 @@ class DDPMMethod(Method):
         self.unet = self.diffusion.unet
         betas = (t.beta1, t.beta2)
         if t.optimizer == "adamw":
+            kernel = {"fused": True} if t.fused_adam else {"foreach": True}
             self.opt = torch.optim.AdamW(self.unet.parameters(), lr=t.lr_g, betas=betas, weight_decay=t.weight_decay,
-                                         foreach=True)
+                                         **kernel)
         else:
-            self.opt = adam(self.unet.parameters(), t.lr_g, betas, t.weight_decay)
+            self.opt = adam(self.unet.parameters(), t.lr_g, betas, t.weight_decay, t.fused_adam)
         self.ema = EMA(self.unet, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
+        apply_speed_switches(t, device, (self.unet,), (self.ema and self.ema.model,))
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
         self.diagnose = cfg.logging.diagnostics
         self.precision.track_norm = self.diagnose or t.nan_guard != "off"  # the norm also skips NaN/Inf steps
@@ -76,7 +79,7 @@ class DDPMMethod(Method):
             loss = per_sample.mean()
             self.precision.backward(loss / parts)
             accumulate(totals, {"loss": loss.detach(), **loss_by_quarter(per_sample, steps, self.diffusion.num_timesteps)})
-        norm = self.precision.step(self.opt, self.unet)
+        norm = self.precision.step(self.opt, self.unet, totals)  # totals: the NaN guard's check too
         if self.diagnose:
             stats["grad_norm"] = norm
         if self.ema is not None:

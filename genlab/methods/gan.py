@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from genlab.config import Config
 from genlab.data import Batch
 from genlab.data.augment import diff_augment, parse_diff_policy
+from genlab.distributed import average_gradients, draw_global, on_global_batch
 from genlab.errors import ConfigError, GenlabError, NotSupportedYet
 from genlab.losses import (
     ADVERSARIAL_LOSSES,
@@ -31,6 +32,7 @@ from genlab.methods.base import Method, SampleOptions, StepContext, truncate
 from genlab.methods.ema import EMA
 from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
 from genlab.methods.schedules import progressive_stage
+from genlab.methods.speed import apply_speed_switches
 from genlab.models import GAN_ARCHITECTURES, DataShape, build_models
 from genlab.models.classifiers import load_classifier
 
@@ -152,9 +154,10 @@ class GANMethod(Method):
         self.lazy_r1 = t.r1_gamma > 0 and t.r1_every > 1
         ratio = t.r1_every / (t.r1_every + 1) if self.lazy_r1 else 1.0
         self.lr_d, self.betas_d = t.lr_d * ratio, (t.beta1**ratio, t.beta2**ratio)
-        self.opt_g = adam(self.generator.parameters(), t.lr_g, (t.beta1, t.beta2), t.weight_decay)
-        self.opt_d = adam(self.discriminator.parameters(), self.lr_d, self.betas_d, t.weight_decay)
+        self.opt_g = adam(self.generator.parameters(), t.lr_g, (t.beta1, t.beta2), t.weight_decay, t.fused_adam)
+        self.opt_d = adam(self.discriminator.parameters(), self.lr_d, self.betas_d, t.weight_decay, t.fused_adam)
         self.ema = EMA(self.generator, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
+        apply_speed_switches(t, device, (self.generator, self.discriminator), (self.ema and self.ema.model,))
         self.noise_rng = torch.Generator(device=device).manual_seed(cfg.data.seed + 1)
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
         self.diagnose = cfg.logging.diagnostics
@@ -191,7 +194,7 @@ class GANMethod(Method):
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment (when configured) applied alike to everything the discriminator sees."""
         policy = self.cfg.training.diffaugment
-        return diff_augment(images, policy, self.noise_rng) if policy else images
+        return on_global_batch(lambda x: diff_augment(x, policy, self.noise_rng), images) if policy else images
 
     def make_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard-normal z of shape n×latent_dim."""
@@ -223,7 +226,9 @@ class GANMethod(Method):
     def _noisy(self, images: torch.Tensor, std: float) -> torch.Tensor:
         if std <= 0:
             return images
-        return images + std * torch.randn(images.shape, generator=self.noise_rng, device=self.noise_rng.device).to(images)
+        rng = self.noise_rng
+        noise = draw_global(lambda n: torch.randn((n, *images.shape[1:]), generator=rng, device=rng.device), len(images))
+        return images + std * noise.to(images)
 
     def train_step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         """One discriminator update and, every n_critic steps, one generator update.
@@ -240,8 +245,8 @@ class GANMethod(Method):
             batch = Batch(self._grow(ctx, batch.images), batch.labels)
         run_r1 = t.r1_gamma > 0 and ctx.step % t.r1_every == 0
         n = batch.images.shape[0]
-        z = self.make_noise(n)
-        fake_labels = self.make_labels(n)
+        z = draw_global(self.make_noise, n)  # under torchrun: this rank's rows of the global batch's draw
+        fake_labels = draw_global(self.make_labels, n)
         real_labels = batch.labels if self.conditional else None
         parts = t.grad_accum
         separate_amb = self.ambiguity is not None and self.ambiguity.separate
@@ -264,7 +269,7 @@ class GANMethod(Method):
                     gp_fake = G(z_part, y_real).float()
             accumulate(totals, self._discriminator_pass(real, y_real, fake.detach(), y_fake, noise_std,
                                                         run_r1 and not self.lazy_r1, parts, gp_fake))
-        norm_d = self._step_discriminator()
+        norm_d = self._step_discriminator(totals)
         if self.diagnose:
             stats["grad_norm_d"] = norm_d
         if run_r1 and self.lazy_r1:  # Dreg: its own D step (stylegan2-ada's lazy regularisation)
@@ -272,7 +277,7 @@ class GANMethod(Method):
             self.opt_d.zero_grad(set_to_none=True)
             for real, y_real, _, _ in chunks:
                 accumulate(totals, self._r1_term(self._noisy(self._augment(real), noise_std), y_real, parts))
-            self._step_discriminator()
+            self._step_discriminator(totals)
 
         if train_g:
             D.requires_grad_(False)
@@ -285,7 +290,7 @@ class GANMethod(Method):
                         fake = G(z_part, y_fake).float()
                 accumulate(totals, self._generator_pass(real, fake, y_fake, noise_std, parts))
             D.requires_grad_(True)
-            norm_g = self.precision.step(self.opt_g, G)
+            norm_g = self.precision.step(self.opt_g, G, totals)  # totals: the NaN guard's check too
             if self.diagnose:
                 stats["grad_norm_g"] = norm_g
             if self.ema is not None:
@@ -296,9 +301,9 @@ class GANMethod(Method):
             stats["d_noise_std"] = torch.tensor(noise_std)
         return stats
 
-    def _step_discriminator(self) -> torch.Tensor:
+    def _step_discriminator(self, losses: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """One D optimiser step, then wgan's weight clipping to [-wgan_clip, wgan_clip] (Arjovsky et al.)."""
-        norm = self.precision.step(self.opt_d, self.discriminator)
+        norm = self.precision.step(self.opt_d, self.discriminator, losses)
         if self.clip_weights > 0:
             with torch.no_grad():
                 for param in self.discriminator.parameters():
@@ -325,6 +330,7 @@ class GANMethod(Method):
             self.precision.backward(amb / parts)
             accumulate(totals, {"loss_amb": amb.detach(), "acd_batch": acd})
         scaler = self.precision.scaler
+        average_gradients(G.parameters())
         scaler.unscale_(self.opt_g)
         torch.nn.utils.clip_grad_norm_(G.parameters(), 0.5 * term.weight)
         scaler.step(self.opt_g)

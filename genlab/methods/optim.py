@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from genlab.config import TrainingConfig
+from genlab.distributed import average_gradients
 from genlab.methods.base import StepContext
 from genlab.methods.schedules import lr_factor
 
@@ -19,9 +20,11 @@ log = logging.getLogger("genlab")
 LR_SCALE_KEY = "lr_scale"
 
 
-def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float) -> torch.optim.Adam:
-    """Adam, using the multi-tensor kernel wherever it helps."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
+def adam(params: Any, lr: float, betas: tuple[float, float], weight_decay: float,
+         fused: bool = False) -> torch.optim.Adam:
+    """Adam with the multi-tensor (foreach) kernel, or the fused one (training.fused_adam: one kernel per step)."""
+    kernel = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **kernel)
 
 
 def split(tensor: torch.Tensor | None, parts: int) -> list[torch.Tensor | None]:
@@ -62,6 +65,10 @@ class MixedPrecision:
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         #: Measure each step's gradient norm (to log it, and to skip non-finite steps); off, steps are as before.
         self.track_norm = True
+        #: Since the last `take_verdict`: steps skipped for non-finite gradients, and whether the losses passed to
+        #: the last step were finite (None: no step checked them). The NaN guard reads these instead of syncing again.
+        self.skipped_steps = 0
+        self.losses_finite: bool | None = None
 
     def autocast(self) -> torch.autocast:
         """Mixed-precision context for forward passes (disabled unless training.amp is set)."""
@@ -71,12 +78,19 @@ class MixedPrecision:
         """Backward through the grad scaler (a plain backward when fp16 is off)."""
         self.scaler.scale(loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, module: nn.Module) -> torch.Tensor:
+    def step(self, optimizer: torch.optim.Optimizer, module: nn.Module,
+             losses: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Unscale (fp16), clip to grad_clip, and step through the grad scaler; returns the gradient norm.
 
         A non-finite gradient skips the step (weights and Adam moments stay as they were), as the fp16
-        GradScaler already does; the loss stats show the bad step and the loop's NaN guard counts it.
+        GradScaler already does, and is counted in `skipped_steps`. `losses` (the step's stats so far; the
+        `loss*` keys count) are checked for NaN/Inf in the same device sync as the gradient norm, so the
+        loop's NaN guard needs no sync of its own (`take_verdict`); the gradients alone decide the skip. With
+        fp16 the GradScaler checks and skips instead (its overflow skips are routine, so not counted).
+        Under torchrun the gradients are first averaged over the processes (`genlab.distributed`), so
+        every rank clips, skips and steps alike.
         """
+        average_gradients(module.parameters())
         if not self.track_norm:
             if self.grad_clip > 0:
                 self.scaler.unscale_(optimizer)
@@ -87,11 +101,28 @@ class MixedPrecision:
         norm = grad_norm(module)
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
-        if self.scaler.is_enabled() or bool(torch.isfinite(norm)):
+        if self.scaler.is_enabled():
+            self.scaler.step(optimizer)  # the GradScaler skips overflowing steps itself (and syncs for it)
+            return norm.detach()
+        watched = [v.detach().float().reshape(()) for k, v in (losses or {}).items() if k.startswith("loss")]
+        checked = [norm.detach().float().reshape(()), *watched]
+        device = checked[-1].device  # a module without gradients has a CPU norm
+        finite = torch.isfinite(torch.stack([c.to(device) for c in checked])).tolist()  # the one device sync
+        if losses is not None:
+            self.losses_finite = all(finite[1:])
+        if finite[0]:
             self.scaler.step(optimizer)
         else:
             optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
         return norm.detach()
+
+    def take_verdict(self) -> tuple[int, bool | None]:
+        """(steps skipped for non-finite gradients, whether the checked losses were finite; None when unchecked) since
+        the last call, then count afresh: the NaN guard's view of one training step without a device sync of its own."""
+        verdict = (self.skipped_steps, self.losses_finite)
+        self.skipped_steps, self.losses_finite = 0, None
+        return verdict
 
     def update(self) -> None:
         """End of a training step: let the grad scaler adapt its scale."""

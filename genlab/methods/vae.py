@@ -23,6 +23,7 @@ from genlab.losses.vae import active_units, adversarial_weight_at, beta_at, kl_d
 from genlab.methods.base import Method, SampleOptions, StepContext, truncate
 from genlab.methods.ema import EMA
 from genlab.methods.optim import MixedPrecision, accumulate, adam, schedule_learning_rates, split
+from genlab.methods.speed import apply_speed_switches
 from genlab.models import VAE, VAE_ARCHITECTURES, DataShape, PatchDiscriminator
 from genlab.models.vae import check_vae
 
@@ -50,7 +51,7 @@ class VAEMethod(Method):
         self.latent_dim = m.latent_dim
         self.vae = VAE_ARCHITECTURES.get(m.architecture)(m, data).to(device)
         betas = (t.beta1, t.beta2)
-        self.opt = adam(self.vae.parameters(), t.lr_g, betas, t.weight_decay)
+        self.opt = adam(self.vae.parameters(), t.lr_g, betas, t.weight_decay, t.fused_adam)
         self.ema = EMA(self.vae, t.ema_decay, t.ema_warmup) if t.ema_decay > 0 else None
         self.precision = MixedPrecision(t.amp, device, t.grad_clip)
         self.diagnose = cfg.logging.diagnostics
@@ -63,8 +64,11 @@ class VAEMethod(Method):
             self.discriminator = PatchDiscriminator(
                 channels=data.channels, base_channels=m.discriminator_base_channels, num_layers=m.patch_layers,
                 max_channels=m.max_channels, norm=m.d_norm, spectral_norm=m.spectral_norm_d).to(device)
-            self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay)
+            self.opt_d = adam(self.discriminator.parameters(), t.lr_d, betas, t.weight_decay, t.fused_adam)
             self.adversarial = build_adversarial_loss(t.loss_type)
+        # The decoder trains through decoder.logits(), not a module call, so compile reaches the encoder and D.
+        apply_speed_switches(t, device, (self.vae, self.discriminator), (self.ema and self.ema.model,),
+                             compiled=(self.vae.encoder, self.discriminator))
 
     def make_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws from the N(0, I) prior, n×latent_dim."""
@@ -124,7 +128,7 @@ class VAEMethod(Method):
             self.precision.backward(loss / parts)
             accumulate(totals, terms)
             recons.append(recon.detach())
-        norm = self.precision.step(self.opt, self.vae)
+        norm = self.precision.step(self.opt, self.vae, totals)  # totals: the NaN guard's check too
         if self.diagnose:
             stats["grad_norm"] = norm
         if self.ema is not None:
@@ -140,7 +144,7 @@ class VAEMethod(Method):
                 accumulate(totals, {"loss_d": loss_d.detach(),
                                     "d_real": self.adversarial.score(real_out.detach()).mean(),
                                     "d_fake": self.adversarial.score(fake_out.detach()).mean()})
-            self.precision.step(self.opt_d, self.discriminator)
+            self.precision.step(self.opt_d, self.discriminator, totals)
         self.precision.update()
         stats.update({key: value / parts for key, value in totals.items()})
         stats["beta"] = torch.tensor(beta)

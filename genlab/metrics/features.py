@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from genlab import distributed
 from genlab.data.base import to_uint8
 from genlab.errors import DataError
 from genlab.metrics.cache import atomic_save, cache_file
@@ -283,21 +284,26 @@ def extract_features(
     """Features (and logits) of every image in `source`; a progress bar when more than two batches are expected.
 
     `batch_size` None starts from `default_batch_size`; any size is halved after an out-of-memory error.
+    Inside `genlab.distributed.sharing()` (evaluation under torchrun) each rank extracts every N-th batch and
+    the features are gathered in the stream's order, so every rank holds exactly the one-process result.
     """
     batch_size = batch_size or default_batch_size(extractor.device)
     stream = ImageStream(source, batch_size=batch_size, num_workers=num_workers)
     show = progress if progress is not None else (stream.total is None or stream.total > 2 * batch_size)
+    show = show and distributed.is_main()
     run = _FittingBatches(extractor, want_logits)
-    features: list[torch.Tensor] = []
-    logits: list[torch.Tensor] = []
+    done: list[tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor | None]]] = []  # ((batch, part), result)
     with tqdm(total=stream.total, unit="img", desc=f"{extractor.name} features", disable=not show,
               leave=False, dynamic_ncols=True) as bar:
-        for batch in stream:
-            for batch_features, batch_logits in run(batch):
-                features.append(batch_features)
-                if batch_logits is not None:
-                    logits.append(batch_logits)
-                bar.update(len(batch_features))
+        for index, batch in enumerate(stream):
+            if not distributed.owns(index):
+                continue
+            for part, (batch_features, batch_logits) in enumerate(run(batch)):
+                done.append(((index, part), (batch_features, batch_logits)))
+                bar.update(len(batch_features) * (distributed.world_size() if distributed.is_sharing() else 1))
+    results = distributed.gather_indexed(done)
+    features = [batch_features for batch_features, _ in results]
+    logits = [batch_logits for _, batch_logits in results if batch_logits is not None]
     if not features:
         raise DataError(f"No images could be read from {stream.where}; the metrics need at least two.")
     return FeatureSet(torch.cat(features), torch.cat(logits) if want_logits else None)
@@ -314,7 +320,8 @@ def cached_stats(
     """
     path = cache_file("stats", key, extractor.identity)
     cached = _load_stats(path, key, extractor.identity)
-    if cached is not None and (cached.features is not None or not keep_features):
+    # Under torchrun every rank takes the same path (extraction is shared), and rank 0 alone writes the cache.
+    if distributed.agree(cached is not None and (cached.features is not None or not keep_features)):
         log.info("Real statistics for %r from %s", key, path)
         return cached
     result = compute_fn()
@@ -327,7 +334,8 @@ def cached_stats(
     if keep_features:
         payload["features"] = features.float().contiguous()
     try:
-        atomic_save(payload, path)
+        if distributed.is_main():
+            atomic_save(payload, path)
     except OSError as err:
         warnings.warn(f"Could not cache real statistics in {path} ({err}); they will be recomputed.", stacklevel=2)
     return stats if keep_features else RealStats(stats.mu, stats.sigma, stats.count)

@@ -27,6 +27,7 @@ import torch.nn as nn
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 from tqdm.auto import tqdm
 
+from genlab.distributed import draw_global
 from genlab.errors import ConfigError
 from genlab.models.base import DataShape
 from genlab.models.unet import SEED_CHANNEL_MULTS, build_unet, check_unet, fit_channel_mults
@@ -285,13 +286,17 @@ class GaussianDiffusion(nn.Module):
     def loss(
         self, x0: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample MSE against the prediction target at uniform t, and those t."""
+        """Per-sample MSE against the prediction target at uniform t, and those t.
+
+        Under torchrun, t and the noise are drawn for the global batch and this rank keeps its rows.
+        """
         n = x0.shape[0]
         if generator is None:
-            t = torch.randint(0, self.num_timesteps, (n,), device=x0.device)
+            t = draw_global(lambda m: torch.randint(0, self.num_timesteps, (m,), device=x0.device), n)
         else:
-            t = torch.randint(0, self.num_timesteps, (n,), generator=generator, device=generator.device).to(x0.device)
-        noise = _randn(tuple(x0.shape), generator, x0.device).to(x0.dtype)
+            t = draw_global(lambda m: torch.randint(0, self.num_timesteps, (m,), generator=generator,
+                                                    device=generator.device), n).to(x0.device)
+        noise = draw_global(lambda m: _randn((m, *x0.shape[1:]), generator, x0.device), n).to(x0.dtype)
         xt = q_sample(x0, t, noise, self.alphas_cumprod)
         prediction = self._denoise(self.unet, xt, t, labels)
         target = target_for(self.prediction_type, x0, noise, t, self.alphas_cumprod)

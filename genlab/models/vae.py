@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from genlab.distributed import draw_global
 from genlab.errors import ConfigError
 from genlab.models.base import DataShape
 from genlab.models.layers import norm_layer
@@ -182,7 +183,8 @@ class VAE(nn.Module):
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """z = mu + exp(logvar / 2) · ε with ε ~ N(0, I) drawn from `generator` (seeded noise) when given."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = draw_global(lambda n: torch.randn((n, *mu.shape[1:]), generator=generator, device=mu.device,
+                                                dtype=mu.dtype), len(mu))  # torchrun: this rank's rows
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

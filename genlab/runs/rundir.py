@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import genlab
+from genlab import distributed
 from genlab.config import Config, save_config
 from genlab.errors import CheckpointError
 from genlab.runs.checkpoint import disk_problem
@@ -116,6 +117,7 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "processes": distributed.world_size(),  # torchrun's data-parallel processes (1: a single process)
         "seed": seed,
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

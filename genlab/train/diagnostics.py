@@ -13,6 +13,7 @@ from genlab.diagnose.signals import (
     SATURATION_EXCESS_ALARM,
     collapsed,
     dominates,
+    generator_losing,
     sample_health,
     saturation_ratio,
 )
@@ -42,6 +43,8 @@ class Diagnostics:
         self.loss_type = loss_type
         self.warned: set[str] = set()
         self.dominance_streak = 0
+        #: G's loss and gradient norm over the dominance streak: D winning while G still improves is no failure.
+        self.streak_g: list[tuple[float | None, float | None]] = []
         self.collapse_streak = 0
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -65,12 +68,18 @@ class Diagnostics:
             return
         dominant = dominates(acc_real, acc_fake, values.get("loss_d"), self.loss_type)
         self.dominance_streak = self.dominance_streak + 1 if dominant else 0
-        if self.dominance_streak >= DOMINANCE_PATIENCE:
+        self.streak_g = [*self.streak_g, (values.get("loss_g"), values.get("grad_norm_g"))][-256:] if dominant else []
+        if self.dominance_streak < DOMINANCE_PATIENCE:
+            return
+        losses = [g for g, _ in self.streak_g if g is not None and math.isfinite(g)]
+        norms = [n for _, n in self.streak_g if n is not None and math.isfinite(n)]
+        if generator_losing(losses, norms):  # else D wins while G still improves: a DCGAN's usual start
             self._warn_once(
                 "dominance",
                 f"Step {step}: the discriminator tells real from fake almost always (accuracy {acc_real:.0%} on real, "
-                f"{acc_fake:.0%} on fake) for {self.dominance_streak} log intervals, so the generator gets little "
-                "gradient. Consider a lower training.lr_d, training.n_critic=1, a smaller discriminator "
+                f"{acc_fake:.0%} on fake) for {self.dominance_streak} log intervals while the generator's loss rises "
+                "or its gradient vanishes, so the generator gets little useful gradient. Consider a lower "
+                "training.lr_d, training.n_critic=1, a smaller discriminator "
                 "(model.discriminator_base_channels) or instance noise (training.d_noise_std=0.1); "
                 "`genlab doctor <run>` suggests exact values.",
             )
@@ -124,12 +133,14 @@ class Diagnostics:
 
     def state_dict(self) -> dict[str, object]:
         """Streaks and warnings given, so a resumed run neither repeats nor forgets them."""
-        return {"warned": sorted(self.warned), "dominance": self.dominance_streak, "collapse": self.collapse_streak}
+        return {"warned": sorted(self.warned), "dominance": self.dominance_streak, "collapse": self.collapse_streak,
+                "streak_g": [list(pair) for pair in self.streak_g]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore what `state_dict` returned."""
         self.warned = set(state.get("warned", []))
         self.dominance_streak = int(state.get("dominance", 0))
+        self.streak_g = [(g, n) for g, n in state.get("streak_g", [])]  # absent in checkpoints that predate it
         self.collapse_streak = int(state.get("collapse", 0))
 
     @staticmethod

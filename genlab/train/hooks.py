@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from genlab import distributed
 from genlab.config import Config
 from genlab.evaluation import RunEvaluator, best_key
 from genlab.images import save_grid
@@ -95,6 +96,8 @@ class Hook:
     """Base of every hook: override what you need; `name` keys its state in checkpoints."""
 
     name = "hook"
+    #: Under torchrun, whether only rank 0 runs this hook (it writes files); the others run it too otherwise.
+    main_rank_only = False
 
     def on_start(self, state: TrainState) -> None:
         """Once, before the first step (also on resume)."""
@@ -185,6 +188,7 @@ class SampleGridHook(Hook):
     """
 
     name = "samples"
+    main_rank_only = True
 
     def __init__(self, every: int, fixed_noise: torch.Tensor, batch_size: int,
                  fixed_real: torch.Tensor | None = None) -> None:
@@ -218,9 +222,11 @@ def _cpu_copy(obj: Any) -> Any:
 
 
 class NanGuardHook(Hook):
-    """Counts steps whose losses are NaN/Inf and, after `patience` in a row, recovers (training.nan_guard=recover).
+    """Counts steps whose losses or gradients are NaN/Inf and, after `patience` in a row, recovers
+    (training.nan_guard=recover).
 
-    The optimisers already skipped those steps' updates (`MixedPrecision.step`); the guard keeps their stats out
+    The optimisers already skipped those steps' updates (`MixedPrecision.step`, whose one device sync per optimiser
+    step also checked the losses, so the guard reads its verdict without another); the guard keeps their stats out
     of the log and, when the run does not heal, reloads the last good checkpoint's method state (else the state
     at the start), multiplies every optimiser's learning rate by `lr_factor`, logs it and goes on. After
     `max_recoveries` it stops with TrainingDiverged. With nan_guard=off it does nothing (the diagnostics hook stops
@@ -232,6 +238,8 @@ class NanGuardHook(Hook):
     def __init__(self, mode: str, patience: int, lr_factor: float, max_recoveries: int) -> None:
         self.mode, self.patience, self.lr_factor, self.max_recoveries = mode, patience, lr_factor, max_recoveries
         self.bad_steps = 0
+        #: Of bad_steps, those with finite losses whose gradients were NaN/Inf (the optimiser skipped them).
+        self.bad_gradient_steps = 0
         self.recoveries = 0
         self.initial: dict[str, Any] | None = None
 
@@ -242,14 +250,22 @@ class NanGuardHook(Hook):
     def after_step(self, state: TrainState, stats: dict[str, torch.Tensor]) -> None:
         if self.mode == "off":
             return
-        losses = [v.detach().float().reshape(()) for k, v in stats.items() if k.startswith("loss")]
-        if not losses or bool(torch.isfinite(torch.stack(losses)).all()):  # one device sync per step
+        precision = getattr(state.method, "precision", None)
+        skipped, losses_finite = precision.take_verdict() if hasattr(precision, "take_verdict") else (0, None)
+        if losses_finite is None:  # no optimiser step checked the losses (fp16's GradScaler steps)
+            losses = [v.detach().float().reshape(()) for k, v in stats.items() if k.startswith("loss")]
+            losses_finite = not losses or bool(torch.isfinite(torch.stack(losses)).all())  # a device sync
+        if losses_finite and not skipped:
             state.bad_streak = 0
             return
         self.bad_steps += 1
+        self.bad_gradient_steps += int(losses_finite)
         state.bad_streak += 1
         stats.clear()  # a skipped step: its NaN stats stay out of the interval means
-        state.logger.log(state.step, {"nonfinite_steps": float(self.bad_steps)})
+        record = {"nonfinite_steps": float(self.bad_steps)}
+        if self.bad_gradient_steps:
+            record["nonfinite_gradient_steps"] = float(self.bad_gradient_steps)
+        state.logger.log(state.step, record)
         if state.bad_streak >= self.patience:
             self.recover(state)
 
@@ -281,10 +297,12 @@ class NanGuardHook(Hook):
         state.bad_streak = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bad_steps": self.bad_steps, "recoveries": self.recoveries}
+        return {"bad_steps": self.bad_steps, "bad_gradient_steps": self.bad_gradient_steps,
+                "recoveries": self.recoveries}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bad_steps, self.recoveries = int(state["bad_steps"]), int(state["recoveries"])
+        self.bad_gradient_steps = int(state.get("bad_gradient_steps", 0))  # absent in checkpoints before it
 
 
 class DiagnosticsHook(Hook):
@@ -372,7 +390,8 @@ class EvaluationHook(Hook):
         epochs = math.ceil(state.epoch)
         if not (state.finished or (state.at_epoch_end and epochs % self.every_epochs == 0)):
             return
-        evaluation = self.evaluator(state.method)
+        with distributed.sharing():  # torchrun: every rank extracts its share of the features, gathered once
+            evaluation = self.evaluator(state.method)
         results = evaluation.results
         extra = {} if evaluation.histogram is None else {"classifier_histogram": evaluation.histogram}
         logged_epoch = epochs if state.at_epoch_end else round(state.epoch, 4)
@@ -407,6 +426,7 @@ class CheckpointHook(Hook):
     """last.pt (+ numbered snapshots) every `every_steps`, epoch_XXXX.pt every `every_epochs`, and at the end."""
 
     name = "checkpoint"
+    main_rank_only = True
 
     def __init__(self, every_steps: int, every_epochs: int) -> None:
         self.every_steps, self.every_epochs = every_steps, every_epochs
@@ -431,6 +451,7 @@ class SummaryHook(Hook):
     """
 
     name = "summary"
+    main_rank_only = True
 
     def __init__(self, batch_size: int, sample_images: int | None = None) -> None:
         self.batch_size, self.sample_images = batch_size, sample_images or batch_size
@@ -495,6 +516,7 @@ class ReportHook(Hook):
     """Writes the run's self-contained report.html when training stops (after summary.json, which it shows)."""
 
     name = "report"
+    main_rank_only = True
 
     def on_end(self, state: TrainState) -> None:
         write_report([state.run.root], state.run.root / "report.html", title=f"genlab run {state.run.root.name}")

@@ -11,7 +11,7 @@ import torch
 
 from genlab.runs.records import read_jsonl
 
-__all__ = ["Meter", "RunLogger", "read_jsonl", "truncate_jsonl"]
+__all__ = ["Meter", "NullLogger", "RunLogger", "read_jsonl", "truncate_jsonl"]
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
@@ -66,6 +66,19 @@ class RunLogger:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class NullLogger(RunLogger):
+    """What ranks other than 0 log to under torchrun: nothing (rank 0 alone writes the run directory)."""
+
+    def __init__(self) -> None:
+        self.path, self.file, self.writer = None, None, None
+
+    def log(self, step: int, values: dict[str, float], **extra: Any) -> None:
+        """Drop the record."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class Meter:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 from tqdm.auto import tqdm
 
+from genlab import distributed
 from genlab.config import Config, apply_overrides, save_config, validate
 from genlab.data import EpochLoader, build_dataset, to_float
 from genlab.data.augment import resolve_policy
@@ -34,7 +36,7 @@ from genlab.runs.records import mark_crashed, remove_lock, write_lock
 from genlab.runs.rundir import RunDir, write_env
 from genlab.train.checks import check_config
 from genlab.train.hooks import EvalCallback, Hook, StepCallback, TrainState, default_hooks
-from genlab.train.logging import RunLogger, truncate_jsonl
+from genlab.train.logging import NullLogger, RunLogger, truncate_jsonl
 from genlab.utils import rng_state, seed_everything, select_device, set_rng_state
 
 log = logging.getLogger("genlab")
@@ -107,24 +109,32 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
         source = f"{run.config} + overrides"
         cfg = validate(apply_overrides(checkpoint["config"], list(overrides or [])), source)
         check_config(cfg, source)
-        if overrides:
-            save_config(cfg, run.config)  # config.yaml is what the run uses from here on (e.g. more epochs)
     elif cfg is None:
         raise ValueError("train() needs a config or a run directory to resume")
     else:
         check_config(cfg, cfg.name or "config")
-        run = RunDir.create(cfg, preset_name)
+    # Under torchrun: join the process group; rank 0 alone writes, the others learn the run directory from it.
+    device = distributed.setup(select_device(cfg.device))
+    main = distributed.is_main()
+    if checkpoint is None:
+        run = distributed.on_main(lambda: RunDir.create(cfg, preset_name))
+    elif overrides and main:
+        save_config(cfg, run.config)  # config.yaml is what the run uses from here on (e.g. more epochs)
     t = cfg.training
+    distributed.check_batch(t.batch_size)
     seed_everything(cfg.data.seed)
-    device = select_device(cfg.device)
     dataset = build_dataset(cfg.data)
     if len(dataset) < t.batch_size:
         raise GenlabError(f"{dataset.name} has {len(dataset)} images, fewer than training.batch_size={t.batch_size}. "
                           "Lower the batch size or use more data.")
     augment = resolve_policy(cfg.data.augment, cfg.data.hflip)
-    loader = EpochLoader(dataset, t.batch_size, cfg.data.seed, device, augment, cfg.data.num_workers, cfg.data.balanced)
+    loader = EpochLoader(dataset, t.batch_size, cfg.data.seed, device, augment, cfg.data.num_workers, cfg.data.balanced,
+                         cfg.data.pin_memory, cfg.data.prefetch_factor, cfg.data.persistent_workers,
+                         shard=(distributed.rank(), distributed.world_size()))
     shape = DataShape(dataset.image_size, dataset.channels, dataset.num_classes)
     method = build_method(cfg, shape, device)
+    if t.sync_batchnorm:
+        distributed.convert_sync_batchnorm(method.networks().values(), device)
     fixed_noise = method.make_noise(cfg.logging.num_sample_images,
                                     torch.Generator(device=device).manual_seed(cfg.data.seed + 2))
     fixed_real = to_float(next(real_batches(dataset, FIXED_REAL_IMAGES)))
@@ -146,14 +156,19 @@ def start_session(cfg: Config | None, resume: str | Path | None, overrides: Sequ
         aug_rng.set_state(checkpoint["aug_rng"])
         fixed_noise = checkpoint["fixed_noise"].to(device)
         step = int(checkpoint["step"])
-        truncate_jsonl(run.metrics, step)
+        if main:
+            truncate_jsonl(run.metrics, step)
         log.info("Resuming %s from step %d of %d", run.root, step, total_steps)
-    write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None,
-              overrides=overrides)
-    write_lock(run.root)
-    logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
-    state = TrainState(cfg, run, method, device, logger, CheckpointManager(run.checkpoints, cfg.checkpoint.keep),
-                       loader.steps_per_epoch, total_steps, step)
+    distributed.broadcast_modules(replicated_modules(method))  # every rank starts from rank 0's weights, as DDP does
+    if main:
+        write_env(run, device, cfg.data.seed, resumed_from_step=step if checkpoint is not None else None,
+                  overrides=overrides)
+        write_lock(run.root)
+        logger = RunLogger(run.root, cfg.logging.tensorboard, purge_step=step + 1 if checkpoint is not None else None)
+        checkpoints = CheckpointManager(run.checkpoints, cfg.checkpoint.keep)
+    else:
+        logger, checkpoints = NullLogger(), ReadOnlyCheckpoints(run.checkpoints, cfg.checkpoint.keep)
+    state = TrainState(cfg, run, method, device, logger, checkpoints, loader.steps_per_epoch, total_steps, step)
     return Session(state, loader, fixed_noise, fixed_real, reference_real, aug_rng, shape, checkpoint)
 
 
@@ -171,45 +186,83 @@ def train(
 
     `hooks` run after the default ones (logging, grids, diagnostics, evaluation, checkpoints, summary).
     """
-    session = start_session(cfg, resume, overrides, preset_name)
+    try:
+        session = start_session(cfg, resume, overrides, preset_name)
+    except BaseException:
+        distributed.shutdown()
+        raise
     state, cfg = session.state, session.state.cfg
-    bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.logging.progress, unit="step",
+    main = distributed.is_main()  # under torchrun only rank 0 shows progress and runs the hooks that write
+    bar = tqdm(total=state.total_steps, initial=state.step, disable=not (cfg.logging.progress and main), unit="step",
                dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
     all_hooks = [*default_hooks(cfg, state.device, session.fixed_noise, session.fixed_real, bar, callbacks,
                                    eval_callbacks, session.reference_real), *hooks]
     state.checkpoint_state = lambda: _checkpoint_state(session, all_hooks)
+    run_hooks = [hook for hook in all_hooks if main or not hook.main_rank_only]
+    replicated = replicated_modules(state.method)
     hook_states = _hook_states(session.checkpoint)
-    for hook in all_hooks:
+    for hook in run_hooks:
         if hook_states.get(hook.name) is not None:
             hook.load_state_dict(hook_states[hook.name])
         hook.on_start(state)
     try:
         with graceful_interrupts() as stop:
-            while not state.finished and not stop.requested and state.stop_reason is None:
+            stopping = state.stop_reason is not None
+            while not state.finished and not stopping:
                 epoch, start_batch = divmod(state.step, state.steps_per_epoch)
                 for batch in session.loader.epoch(epoch, start_batch, session.aug_rng):
                     stats = state.method.train_step(batch, StepContext(state.step, state.steps_per_epoch,
                                                                        state.total_steps))
+                    stats = distributed.average_stats(stats)  # torchrun: global-batch means, alike on every rank
+                    distributed.sync_buffers(replicated)
                     state.step += 1
                     state.logged = state.samples = state.evaluation = None
-                    for hook in all_hooks:
+                    for hook in run_hooks:
                         hook.after_step(state, stats)
-                    if state.finished or stop.requested or state.stop_reason is not None:
+                    # Every rank stops at the same step: a signal or a hook's request on any rank stops them all.
+                    signalled, asked = distributed.any_rank(stop.requested, state.stop_reason is not None)
+                    stop.requested = stop.requested or signalled
+                    if asked:
+                        state.request_stop("stopped by another process")
+                    stopping = signalled or asked
+                    if state.finished or stopping:
                         break
             early_stopped = state.stop_reason is not None
             if stop.requested and not state.finished and not early_stopped:
                 state.request_stop("interrupted (Ctrl-C or SIGTERM)")
-            remove_lock(state.run.root)  # stopping normally from here on; a failure below leaves summary.json absent
-            for hook in all_hooks:
+            if main:
+                remove_lock(state.run.root)  # stopping normally from here on; a failure below leaves summary.json absent
+            for hook in run_hooks:
                 hook.on_end(state)
     except BaseException as error:
-        mark_crashed(state.run.root, error)
+        if main:
+            mark_crashed(state.run.root, error)
         raise
     finally:
         bar.close()
         state.logger.close()
+        distributed.shutdown()
     interrupted = stop.requested and not state.finished and not early_stopped
     return TrainResult(state.run.root, state.step, state.total_steps, interrupted, early_stopped, state.stop_reason)
+
+
+def replicated_modules(method: Method) -> list[nn.Module]:
+    """What every rank holds identically under torchrun: the trained networks and their EMA copy."""
+    modules = list(method.networks().values())
+    ema = getattr(method, "ema", None)
+    if ema is not None:
+        modules.append(ema.model)
+    return modules
+
+
+class ReadOnlyCheckpoints(CheckpointManager):
+    """The checkpoints of ranks other than 0 under torchrun: read (NaN-guard recovery), never written."""
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        return self.last
+
+    def save_as(self, state: dict[str, Any], name: str) -> Path:
+        return self.folder / name
 
 
 def _hook_states(checkpoint: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from genlab.cli import app
 from genlab.diagnose.doctor import diagnose_run
 from genlab.diagnose.signals import SATURATION_EXCESS_ALARM
 from genlab.methods.gan import GANMethod
+from genlab.runs.checkpoint import load_checkpoint
 from genlab.train import train
 from genlab.train.logging import read_jsonl
 
@@ -180,3 +181,52 @@ def test_rules_read_from_the_records_fire_and_stay_quiet(tmp_path, name, family,
              "loss_g": 0.9, "grad_norm_g": 1.0} for i in range(1, 31)]
     write_run(tmp_path / "calm", {"model": {"family": family}}, calm)
     assert diagnose_run(tmp_path / "calm").healthy
+
+
+@pytest.mark.parametrize(("g_loss_rises", "finding"), [(False, None), (True, "discriminator dominance")])
+def test_dominance_needs_the_generator_losing_ground(tmp_path, g_loss_rises, finding):
+    """The demo's shape: D right about >90 % of images throughout while G's loss falls is no finding; G's loss rising
+    under the same D is."""
+    config = {"model": {"family": "gan"}, "training": {"loss_type": "ns", "lr_g": 2e-4, "lr_d": 2e-4}}
+    records = [{"step": 50 * i, "loss_d": 0.3, "d_acc_real": 0.95, "d_acc_fake": 0.96, "grad_norm_g": 12.0,
+                "loss_g": 2.0 + i / 10 if g_loss_rises else 4.0 - i / 10} for i in range(1, 19)]
+    write_run(tmp_path / "run", config, records)
+    findings = diagnose_run(tmp_path / "run").findings
+    assert (findings[0].name if findings else None) == finding
+
+
+def test_without_sample_records_doctor_samples_last_pt(tiny_config):
+    """logging.diagnostics=false logs no saturation against real images: doctor measures it on last.pt's samples."""
+    run = train(tiny_config("model.architecture=resnet", "model.final_init_scale=20", *SHORT,
+                            "logging.diagnostics=false")).run_dir
+    assert not any("saturation_excess" in r for r in read_jsonl(run / "metrics.jsonl"))
+    assert "tanh saturation" not in [f.name for f in diagnose_run(run, checkpoints=False).findings]
+    diagnosis = diagnose_run(run)
+    assert diagnosis.findings[0].name == "tanh saturation", diagnosis.render()
+    assert diagnosis.findings[0].steps == (32, 32)
+    assert any("checkpoints/last.pt (step 32)" in note for note in diagnosis.notes)
+
+
+def test_parameter_counts_of_a_run_without_records_come_from_last_pt(tiny_config):
+    """A run that predates the logged counts and summary.json: the networks in last.pt are counted."""
+    run = train(tiny_config("model.discriminator_base_channels=32", "training.max_steps=4")).run_dir
+    records = [r for r in read_jsonl(run / "metrics.jsonl") if "g_params" not in r]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "summary.json").unlink()
+    assert "G/D capacity imbalance" not in [f.name for f in diagnose_run(run, checkpoints=False).findings]
+    finding = next(f for f in diagnose_run(run).findings if f.name == "G/D capacity imbalance")
+    assert "G has 11,563 parameters and D 165,729" in finding.symptom
+
+
+def test_fid_regression_behind_best_pt_is_read_from_the_checkpoints(tiny_config):
+    """No evaluation records in metrics.jsonl: best.pt's step and the scores last.pt's evaluation hook kept."""
+    run = train(tiny_config("training.max_steps=8")).run_dir
+    last = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    torch.save({**state, "step": 4}, run / "checkpoints" / "best.pt")
+    torch.save({**state, "hooks": {**state["hooks"], "evaluation": {"best": 30.0, "last": {"fid": 45.0}}}}, last)
+    finding = diagnose_run(run).findings[0]
+    assert finding.name == "FID regression" and finding.steps == (4, 8)
+    assert "30 at step 4 (checkpoints/best.pt) and is 45" in finding.symptom
+    torch.save({**state, "hooks": {**state["hooks"], "evaluation": {"best": 30.0, "last": {"fid": 31.0}}}}, last)
+    assert diagnose_run(run).healthy

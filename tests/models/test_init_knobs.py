@@ -48,3 +48,25 @@ def test_orthogonal_init_reaches_every_layer_of_both_networks_even_under_spectra
 def test_auto_init_keeps_dcgan_normal_weights():
     generator, _ = build_models(load_config(None, ["model.generator_base_channels=8"]).model, DataShape(16, 1, 1))
     assert abs(float(generator.to_image.weight.detach().std()) - 0.02) < 0.005
+
+
+def test_sn_last_conv_saturates_by_alignment_with_its_relu_inputs_not_at_init():
+    """Why seed 004's knobs saturate slowly, not at init (and not in a tiny CPU run): under spectral norm each output
+    pixel is w·x with |w| <= 1, so at init its size is that of one input (std ~0.6 at any width; the seed note's
+    sqrt(fan-in) growth is the bound, not the typical value). The bound is reached when training aligns w with the
+    mean of the non-negative ReLU inputs: then the pre-tanh value is mean(x)·sqrt(9·C), mostly past atanh(0.99)."""
+    shape = DataShape(16, 1, 1)
+    for width in (8, 64):
+        cfg = load_config(None, ["model.architecture=resnet", f"model.generator_base_channels={width}",
+                                 f"model.max_channels={width}", "model.final_sn=true", "model.init=orthogonal"])
+        torch.manual_seed(0)
+        generator, _ = build_models(cfg.model, shape)
+        z = torch.randn(16, cfg.model.latent_dim)
+        with torch.no_grad():
+            at_init = float((generator(z).abs() > 0.99).float().mean())
+            generator.to_image.parametrizations.weight.original.fill_(1.0)  # w along the mean input direction
+            for _ in range(5):  # let spectral norm's power iteration find the new sigma
+                generator(z)
+            aligned = float((generator(z).abs() > 0.99).float().mean())
+        assert at_init < 0.05, (width, at_init)
+        assert aligned > 0.5, (width, aligned)

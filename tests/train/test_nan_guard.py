@@ -68,3 +68,55 @@ def test_guard_goes_back_to_the_start_when_no_checkpoint_exists_yet(tiny_config,
     assert "reloaded the start of this session" in caplog.text and result.step == 16
     last = [r for r in read_jsonl(result.run_dir / "metrics.jsonl") if "loss_g" in r][-1]
     assert last["step"] == 16 and math.isfinite(last["loss_g"])
+
+
+class PoisonGradients(Hook):
+    """Makes the discriminator's first weight's gradient NaN for steps `first`..`last` (1-based, as logged): its
+    losses stay finite, so only the gradient check can see those steps."""
+
+    name = "poison_gradients"
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last = first, last
+        self.handle = None
+        self.weights: list[torch.Tensor] = []
+
+    def after_step(self, state, stats):
+        weight = next(state.method.discriminator.parameters())
+        if self.first - 1 <= state.step <= self.last:
+            self.weights.append(weight.detach().clone())
+        if state.step == self.first - 1:
+            self.handle = weight.register_hook(lambda grad: torch.full_like(grad, float("nan")))
+        elif state.step == self.last and self.handle is not None:
+            self.handle.remove()
+
+
+def test_steps_with_finite_losses_but_nan_gradients_are_skipped_and_counted(tiny_config):
+    poison = PoisonGradients(first=4, last=5)
+    result = train(tiny_config("training.num_epochs=1", "training.nan_patience=5"), hooks=[poison])
+    assert result.step == 8 and not result.interrupted
+    records = read_jsonl(result.run_dir / "metrics.jsonl")
+    counted = [r for r in records if "nonfinite_steps" in r]
+    assert [(r["step"], r["nonfinite_steps"], r["nonfinite_gradient_steps"]) for r in counted] == [(4, 1.0, 1.0),
+                                                                                                    (5, 2.0, 2.0)]
+    assert torch.equal(poison.weights[0], poison.weights[-1])  # D's weights stayed put over the poisoned steps
+    assert not any("nan_recoveries" in r for r in records)
+    assert all(math.isfinite(r["loss_d"]) for r in records if "loss_d" in r)
+    finding = diagnose_run(result.run_dir).findings[0]
+    assert finding.name == "divergence (NaN/Inf)" and "2 of them with finite losses but NaN/Inf gradients" in \
+        finding.symptom
+
+
+def test_one_device_sync_checks_the_gradient_norm_and_the_losses_together():
+    from genlab.methods.optim import MixedPrecision
+
+    precision = MixedPrecision("none", torch.device("cpu"))
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net(torch.ones(2, 3)).sum().backward()
+    precision.step(opt, net, {"loss_d": torch.tensor(float("inf")), "d_real": torch.tensor(float("nan"))})
+    assert precision.take_verdict() == (0, False)  # a finite gradient steps; the loss verdict is the guard's
+    assert precision.take_verdict() == (0, None)  # read once: the next training step starts afresh
+    net(torch.full((2, 3), float("nan"))).sum().backward()
+    precision.step(opt, net, {"loss_d": torch.tensor(1.0)})
+    assert precision.take_verdict() == (1, True)
