@@ -172,8 +172,8 @@ def doctor_section(root: Path) -> str:
     from genlab.diagnose.doctor import diagnose_run
     from genlab.errors import GenlabError
 
-    try:
-        diagnosis = diagnose_run(root)
+    try:  # from the run's records alone: a report never loads checkpoints or data
+        diagnosis = diagnose_run(root, checkpoints=False)
     except GenlabError:
         return ""
     if diagnosis.healthy:
@@ -218,9 +218,9 @@ def study_section(folder: Path) -> str:
             metric = next((r.get("metric") for r in rows if r.get("metric")), "metric")
             parts.append(f"<h3>{esc(heading)}</h3>" + _table(
                 [(r.get("variant"), r.get("because") or "—", _mean_std(r.get("final")), _mean_std(r.get("best")),
-                  f"{r.get('finished')}/{r.get('runs')}", _mean_std(r.get("train_seconds")), r.get("observed"),
-                  r.get("motivates") or "—") for r in rows],
-                ["variant", "because", f"{metric} (final)", f"best {metric}", "runs", "train s",
+                  _fmt(r.get("compared_fid")), f"{r.get('finished')}/{r.get('runs')}", _mean_std(r.get("train_seconds")),
+                  r.get("observed"), r.get("motivates") or "—") for r in rows],
+                ["variant", "because", f"{metric} (final)", f"best {metric}", "FID (compare)", "runs", "train s",
                  "main observed failure (doctor)", "motivates"]))
     search = read_json(folder / "summary.json") if (folder / "trials.csv").is_file() else None
     if search:

@@ -150,9 +150,9 @@ def run_study(study: Study, plan: Sequence[PlannedRun], *, output_dir: str | Pat
             echo(f"Study stopped during {run.root.name}; run the same command again to resume it (finished variants "
                  "are skipped).")
             return outcome
-    outcome.tables = write_tables(study, root, output_dir)
     if compare and study.compare is not None:
         compare_study(study, root, output_dir, echo)
+    outcome.tables = write_tables(study, root, output_dir)
     outcome.report = write_report(sorted(p.parent for p in root.glob("*/config.yaml")), root / "report.html",
                                   title=f"genlab study {study.name}", study=root)
     return outcome
@@ -181,7 +181,7 @@ def _finding(root: Path) -> str:
     if not read_jsonl(root / "metrics.jsonl"):
         return "—"
     try:
-        diagnosis = diagnose_run(root)
+        diagnosis = diagnose_run(root, checkpoints=False)
     except GenlabError:
         return "—"
     if diagnosis.healthy:
@@ -191,7 +191,9 @@ def _finding(root: Path) -> str:
 
 
 def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
-    """One row per variant from its run directories (every seed found): final metric mean ± std, time, finding."""
+    """One row per variant from its run directories (every seed found): final metric mean ± std, time, finding,
+    and its FID in the study's comparison (compare/compare.json) when it was compared."""
+    compared = {r.get("run"): r for r in (read_json(root / "compare" / "compare.json") or {}).get("rows", [])}
     rows = []
     for index, variant in enumerate(study.variants):
         runs = [root / variant.name, *sorted(root.glob(f"{variant.name}-seed*"))]
@@ -209,6 +211,7 @@ def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
             "train_seconds": _mean_std([float(s["train_seconds"]) for _, s in done if s.get("train_seconds")]),
             "observed": _finding(runs[0]) if runs else "not run yet",
             "motivates": later[0].name if later else None,
+            "compared_fid": compared.get(variant.name, {}).get("fid"),
         })
     return rows
 
@@ -231,12 +234,13 @@ def markdown_tables(study: Study, rows: Sequence[dict[str, Any]]) -> str:
         title = f"Phase {phase}" + (f" — {study.phases[phase]}" if phase in study.phases else "") if phase else "Variants"
         metric = next((r["metric"] for r in phase_rows if r["metric"]), "metric")
         out += [f"### {title}", "",
-                f"| variant | because | {metric} (final) ↓ | best {metric} | runs | train s | main observed failure "
-                "| motivates |", "|---|---|---|---|---|---|---|---|"]
+                f"| variant | because | {metric} (final) ↓ | best {metric} | FID (compare) ↓ | runs | train s "
+                "| main observed failure | motivates |", "|---|---|---|---|---|---|---|---|---|"]
         for r in phase_rows:
+            fid = r.get("compared_fid")
             cells = [r["variant"], r["because"] or "—", format_mean_std(r["final"]), format_mean_std(r["best"]),
-                     f"{r['finished']}/{r['runs']}", format_mean_std(r["train_seconds"], 3), r["observed"],
-                     r["motivates"] or "—"]
+                     "—" if fid is None else f"{fid:.4g}", f"{r['finished']}/{r['runs']}",
+                     format_mean_std(r["train_seconds"], 3), r["observed"], r["motivates"] or "—"]
             out.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
         out.append("")
     return "\n".join(out)

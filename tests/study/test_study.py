@@ -160,3 +160,16 @@ def test_every_shipped_study_plans():
         study, _ = load_study(name)
         plan = plan_study(study, output_dir="unused")
         assert len(plan) == len(study.variants) and all(p.variant.because for p in plan), name
+
+
+def test_a_study_compares_its_variants_and_puts_their_fid_in_the_table(tmp_path):
+    study, _ = load_study(write_study(tmp_path, compare={"metrics": ["fid", "prdc"], "num_samples": 16,
+                                                         "real_samples": 32}))
+    out = tmp_path / "out"
+    run_study(study, plan_study(study, output_dir=out, overrides=["training.num_epochs=1"]), output_dir=out)
+    compared = {r["run"]: r for r in json.loads((out / "tiny" / "compare" / "compare.json").read_text())["rows"]}
+    rows = {r["variant"]: r for r in json.loads((out / "tiny" / "study.json").read_text())["rows"]}
+    assert set(compared) == {"gan", "vae"}
+    assert all(rows[name]["compared_fid"] == compared[name]["fid"] for name in compared)
+    page = (out / "tiny" / "report.html").read_text()
+    assert "Comparison under identical conditions" in page and "Worst samples" in page
