@@ -31,8 +31,9 @@ from genlab.train.hooks import Hook
 log = logging.getLogger("genlab")
 
 DONE = ("finished", "stopped early")
-#: Keys that may differ between the study file's config and a run's stored one without making it stale.
-VOLATILE_KEYS = ("device", "logging.progress")
+#: Keys that may differ between the study file's config and a run's stored one without making it stale (output_dir:
+#: the same folder written relative or absolute).
+VOLATILE_KEYS = ("device", "logging.progress", "output_dir")
 
 
 @dataclass
