@@ -36,7 +36,7 @@ import time
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from timing import timed_train  # benchmarks/timing.py, beside this script
+from timing import SteadyBatches, timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
@@ -85,13 +85,8 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int, ema_kind: str
         ema = EMAModel(params, decay=t.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
     else:
         ema = LerpEMA(model, t.ema_decay)
-    order = torch.randperm(len(images))
-    start = 0.0
-    for step in range(steps + warmup):
-        if step == warmup:
-            start = time.perf_counter()
-        idx = order[(step * BATCH) % (len(images) - BATCH):][:BATCH]
-        clean = images[idx]
+    batches = SteadyBatches(images, BATCH, steps, warmup)
+    for clean in batches:
         noise = torch.randn(clean.shape)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (BATCH,)).long()
         noisy = scheduler.add_noise(clean, noise, timesteps)
@@ -102,7 +97,7 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int, ema_kind: str
         optimizer.zero_grad()
         ema.step(params)
         _ = loss.detach().item()
-    return steps * BATCH / (time.perf_counter() - start)
+    return batches.images_per_second()
 
 
 def genlab_overrides(data: str, steps: int, warmup: int) -> list[str]:

@@ -24,13 +24,12 @@ import argparse
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from timing import timed_train  # benchmarks/timing.py, beside this script
+from timing import SteadyBatches, timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
@@ -49,14 +48,9 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
     G, D = build_models(cfg.model, DataShape(images.shape[-1], images.shape[1], 10))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    order = torch.randperm(len(images))
+    batches = SteadyBatches(images, BATCH, steps, warmup)
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
-    start = 0.0
-    for step in range(steps + warmup):
-        if step == warmup:
-            start = time.perf_counter()
-        idx = order[(step * BATCH) % (len(images) - BATCH):][:BATCH]
-        real = images[idx]
+    for real in batches:
         fake = G(torch.randn(BATCH, cfg.model.latent_dim))
         opt_d.zero_grad()
         loss_d = (F.binary_cross_entropy_with_logits(D(real), ones)
@@ -68,7 +62,7 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
         loss_g.backward()
         opt_g.step()
         _ = (loss_d.item(), loss_g.item())
-    return steps * BATCH / (time.perf_counter() - start)
+    return batches.images_per_second()
 
 
 #: Each speed switch alone, then together: "best" keeps float32 (results equal within rounding), "best + bf16"

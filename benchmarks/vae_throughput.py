@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
-from timing import timed_train  # benchmarks/timing.py, beside this script
+from timing import SteadyBatches, timed_train  # benchmarks/timing.py, beside this script
 
 from genlab.config import load_config
 from genlab.data import build_dataset, to_float
@@ -46,13 +45,8 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
     batch, beta = t.batch_size, t.beta
     vae = VAE(28, 1, m.latent_dim, m.base_channels, m.num_blocks, m.max_channels, m.norm)
     opt = torch.optim.Adam(vae.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-    order = torch.randperm(len(images))
-    start = 0.0
-    for step in range(steps + warmup):
-        if step == warmup:
-            start = time.perf_counter()
-        idx = order[(step * batch) % (len(images) - batch):][:batch]
-        x = images[idx]
+    batches = SteadyBatches(images, batch, steps, warmup)
+    for x in batches:
         mu, logvar = vae.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         recon = vae.decode(z)
@@ -66,7 +60,7 @@ def plain_loop(cfg, images: torch.Tensor, steps: int, warmup: int) -> float:
         loss.backward()
         opt.step()
         _ = (rec.item(), kl.item())
-    return steps * batch / (time.perf_counter() - start)
+    return batches.images_per_second()
 
 
 def find_data() -> tuple[str, list[str]]:
