@@ -41,6 +41,7 @@ from genlab.metrics.features import DEFAULT_BATCH_SIZE
 from genlab.metrics.lpips import build_lpips, lpips_diversity
 from genlab.metrics.prdc import squared_distance_chunks
 from genlab.registry import closest
+from genlab.report.html import compare_columns
 from genlab.report.plots import new_figure, save_figure
 from genlab.runs.records import read_json
 
@@ -314,12 +315,6 @@ def _warnings_as_notes(notes: list[str]) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------------------------- output
 
-TABLE_COLUMNS = (("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("is_mean", "IS ↑"), ("precision", "precision ↑"),
-                 ("recall", "recall ↑"), ("density", "density ↑"), ("coverage", "coverage ↑"),
-                 ("lpips_diversity", "LPIPS div. ↑"), ("parameters", "params"), ("train_seconds", "train s"),
-                 ("sample_seconds_per_image", "sample s/img"))
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
@@ -330,14 +325,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The (key, header) columns that at least one row has."""
-    return [(k, h) for k, h in TABLE_COLUMNS if any(r.get(k) is not None for r in rows)]
-
-
 def markdown_table(rows: Sequence[dict[str, Any]], first: tuple[str, str] = ("run", "run")) -> str:
     """A Markdown table of comparison rows."""
-    columns = [first, ("family", "family"), *table_columns(rows)]
+    columns = [first, ("family", "family"), *compare_columns(rows)]
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
     return "\n".join(lines)

@@ -196,10 +196,11 @@ def comparison_table(roots: Sequence[Path]) -> str:
                          "final metrics"])
 
 
-def _mean_std(cell: Any) -> str:
+def mean_std(cell: Any, digits: int = 4) -> str:
+    """A study cell {mean, std, n} as `mean ± std` (the mean alone for one run, — for none)."""
     if not isinstance(cell, dict) or cell.get("mean") is None:
         return "—"
-    return f"{cell['mean']:.4g}" + (f" ± {cell['std']:.2g}" if cell.get("std") is not None else "")
+    return f"{cell['mean']:.{digits}g}" + (f" ± {cell['std']:.2g}" if cell.get("std") is not None else "")
 
 
 def study_section(folder: Path) -> str:
@@ -217,8 +218,8 @@ def study_section(folder: Path) -> str:
             heading = (f"Phase {phase}" + (f" — {titles[phase]}" if phase in titles else "")) if phase else "Variants"
             metric = next((r.get("metric") for r in rows if r.get("metric")), "metric")
             parts.append(f"<h3>{esc(heading)}</h3>" + _table(
-                [(r.get("variant"), r.get("because") or "—", _mean_std(r.get("final")), _mean_std(r.get("best")),
-                  _fmt(r.get("compared_fid")), f"{r.get('finished')}/{r.get('runs')}", _mean_std(r.get("train_seconds")),
+                [(r.get("variant"), r.get("because") or "—", mean_std(r.get("final")), mean_std(r.get("best")),
+                  _fmt(r.get("compared_fid")), f"{r.get('finished')}/{r.get('runs')}", mean_std(r.get("train_seconds")),
                   r.get("observed"), r.get("motivates") or "—") for r in rows],
                 ["variant", "because", f"{metric} (final)", f"best {metric}", "FID (compare)", "runs", "train s",
                  "main observed failure (doctor)", "motivates"]))
@@ -250,17 +251,22 @@ def search_section(summary: dict[str, Any], folder: Path) -> str:
     return "\n".join(parts)
 
 
-#: Columns of the cross-run comparison table: (key in compare.json rows, header).
-COMPARE_COLUMNS = (("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("is_mean", "IS ↑"), ("precision", "precision"),
-                   ("recall", "recall"), ("density", "density"), ("coverage", "coverage"),
+#: Columns of the cross-run comparison table (here and in `genlab compare`'s table.md): (key in its rows, header).
+COMPARE_COLUMNS = (("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("is_mean", "IS ↑"), ("precision", "precision ↑"),
+                   ("recall", "recall ↑"), ("density", "density ↑"), ("coverage", "coverage ↑"),
                    ("lpips_diversity", "LPIPS diversity ↑"), ("parameters", "params"), ("train_seconds", "train s"),
                    ("sample_seconds_per_image", "sample s/img"))
+
+
+def compare_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (key, header) comparison columns that at least one row has a value for."""
+    return [(k, h) for k, h in COMPARE_COLUMNS if any(r.get(k) is not None for r in rows)]
 
 
 def comparison_section(record: dict[str, Any], folder: Path) -> str:
     """`genlab compare`'s table, conditions, notes and figures (PNG files beside compare.json, inlined)."""
     rows = record.get("rows", [])
-    columns = [(k, h) for k, h in COMPARE_COLUMNS if any(r.get(k) is not None for r in rows)]
+    columns = compare_columns(rows)
     parts = ["<h2>Comparison under identical conditions</h2>",
              _table([(r.get("run"), r.get("family"), *(_fmt(r.get(k)) for k, _ in columns)) for r in rows],
                     ["run", "family", *(h for _, h in columns)]),

@@ -22,7 +22,7 @@ from genlab.compare import CompareOptions, compare_runs, write_comparison
 from genlab.config import Config, validate
 from genlab.diagnose.doctor import diagnose_run
 from genlab.errors import GenlabError
-from genlab.report.html import flatten, write_report
+from genlab.report.html import flatten, mean_std, write_report
 from genlab.runs.records import read_json, read_jsonl, run_status
 from genlab.study.spec import Study, Variant
 from genlab.train import load_experiment, train
@@ -170,7 +170,7 @@ def _final_metric(summary: dict[str, Any]) -> tuple[str | None, float | None]:
     return key, (float(final[key]) if key is not None and isinstance(final.get(key), (int, float)) else None)
 
 
-def _mean_std(values: list[float]) -> dict[str, float | int | None]:
+def _statistics(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"mean": None, "std": None, "n": 0}
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
@@ -207,22 +207,14 @@ def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
         later = [v for v in study.variants[index + 1:] if v.phase == variant.phase]
         rows.append({
             "variant": variant.name, "phase": variant.phase, "because": variant.because,
-            "runs": len(runs), "finished": len(done), "metric": metric, "final": _mean_std(values),
-            "best": _mean_std(best), "steps": done[0][1].get("steps") if done else None,
-            "train_seconds": _mean_std([float(s["train_seconds"]) for _, s in done if s.get("train_seconds")]),
+            "runs": len(runs), "finished": len(done), "metric": metric, "final": _statistics(values),
+            "best": _statistics(best), "steps": done[0][1].get("steps") if done else None,
+            "train_seconds": _statistics([float(s["train_seconds"]) for _, s in done if s.get("train_seconds")]),
             "observed": _finding(runs[0]) if runs else "not run yet",
             "motivates": later[0].name if later else None,
             "compared_fid": compared.get(variant.name, {}).get("fid"),
         })
     return rows
-
-
-def format_mean_std(cell: dict[str, Any], digits: int = 4) -> str:
-    """`mean ± std` (or the mean alone for one run, — for none)."""
-    if cell.get("mean") is None:
-        return "—"
-    text = f"{cell['mean']:.{digits}g}"
-    return text + (f" ± {cell['std']:.2g}" if cell.get("std") is not None else "")
 
 
 def markdown_tables(study: Study, rows: Sequence[dict[str, Any]]) -> str:
@@ -239,9 +231,9 @@ def markdown_tables(study: Study, rows: Sequence[dict[str, Any]]) -> str:
                 "| main observed failure | motivates |", "|---|---|---|---|---|---|---|---|---|"]
         for r in phase_rows:
             fid = r.get("compared_fid")
-            cells = [r["variant"], r["because"] or "—", format_mean_std(r["final"]), format_mean_std(r["best"]),
+            cells = [r["variant"], r["because"] or "—", mean_std(r["final"]), mean_std(r["best"]),
                      "—" if fid is None else f"{fid:.4g}", f"{r['finished']}/{r['runs']}",
-                     format_mean_std(r["train_seconds"], 3), r["observed"], r["motivates"] or "—"]
+                     mean_std(r["train_seconds"], 3), r["observed"], r["motivates"] or "—"]
             out.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
         out.append("")
     return "\n".join(out)
