@@ -121,6 +121,13 @@ class TrainingConfig(Section):
         False, description="Speed switch: Adam/AdamW's fused kernel (CPU and CUDA) instead of the multi-tensor foreach "
         "one; the same update within float rounding.",
     )
+    reuse_cpu_memory: bool = Field(
+        True, description="On a CPU under Linux (glibc): keep the memory a step frees for the next steps instead of "
+        "handing it back to the system and faulting it in again, thousands of page faults per step (mallopt: "
+        "M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB). The default DCGAN steps ~20 % faster with it here. It acts "
+        "on the whole process for the rest of its life; the resident memory stays near its peak, as under CUDA's "
+        "caching allocator. false leaves the C library's defaults (unless an earlier run in this process set them).",
+    )
     sync_batchnorm: bool = Field(
         False, description="Under torchrun (several processes): BatchNorm layers normalise with the statistics of the "
         "whole global batch (SyncBatchNorm, CUDA only) instead of each process's slice; no effect in one process.",

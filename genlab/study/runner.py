@@ -32,8 +32,8 @@ log = logging.getLogger("genlab")
 
 DONE = ("finished", "stopped early")
 #: Keys that may differ between the study file's config and a run's stored one without making it stale (output_dir:
-#: the same folder written relative or absolute).
-VOLATILE_KEYS = ("device", "logging.progress", "output_dir")
+#: the same folder written relative or absolute; reuse_cpu_memory changes how memory is allocated, not a number).
+VOLATILE_KEYS = ("device", "logging.progress", "output_dir", "training.reuse_cpu_memory")
 
 
 @dataclass

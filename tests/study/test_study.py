@@ -138,6 +138,10 @@ def test_a_run_made_from_an_older_study_file_is_refused(tmp_path):
     changed = plan_study(study, only=["gan"], output_dir=out, overrides=["training.max_steps=4"])
     with pytest.raises(GenlabError, match=r"training.max_steps: 3 -> 4.*Delete that run directory"):
         run_study(study, changed, output_dir=out, compare=False)
+    # How memory is allocated changes no number: the finished run stands (skipped, not refused).
+    same = plan_study(study, only=["gan"], output_dir=out,
+                      overrides=["training.max_steps=3", "training.reuse_cpu_memory=false"])
+    run_study(study, same, output_dir=out, compare=False)
 
 
 def test_study_command_plans_and_lists_shipped_studies(tmp_path, run_cli):
