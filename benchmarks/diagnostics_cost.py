@@ -1,19 +1,22 @@
 """What genlab's live diagnostics cost: images/s of the default DCGAN run with them on and off (goal: <= 3 %).
 
 This is issue #15's check, `benchmarks/train_throughput.py`'s genlab side with the diagnostics on vs off: the
-same `timed_train` (benchmarks/timing.py) on the same preset, fashion_mnist_dcgan at batch 64, only steady-state
-steps timed. On: the defaults (D accuracy, G/D gradient norms, EMA distance, sample saturation and diversity
-against real images, the NaN guard, whose finiteness check shares the optimiser step's one device sync). Off:
-logging.diagnostics=false training.nan_guard=off.
+default experiment, fashion_mnist_dcgan (batch 64, logging every 50 steps, sample grids every 500, checkpoints
+every 500), steady-state steps only. On: the defaults (D accuracy, G/D gradient norms, learning rates, EMA
+distance, sample saturation and diversity against real images, the NaN guard, whose finiteness check shares the
+optimiser step's one device sync). Off: logging.diagnostics=false training.nan_guard=off.
 
-The effect is small beside a shared machine's noise, so the estimate is built to resist it: many short rounds,
-each timing off and on back to back (the order alternating, ABBA, so a drift hits both alike), and the cost is
-the median of the per-round paired ratios 1 - on/off, printed with their quartiles and range. On a CPU that
-other processes share, `--clock cpu` (the default there) times this process's CPU time instead of the wall
-clock, which the neighbours' load moves by tens of per cent; `--threads 1` keeps OpenMP's spinning out of it.
+The effect is a fraction of a per cent, far smaller than a shared machine's drift between two runs made one after
+the other (tens of per cent on these 2-core virtual machines). So "off" and "on" train at the same time, in
+lockstep (`benchmarks/lockstep.py`): one process each, pinned to the same core, a baton passed after every step,
+so step k of both runs back to back; half the steps with each first; each process's CPU time on the CPU, wall
+time on GPUs. Printed: images/s of each, the cost 1 - off's seconds / on's seconds, and its 90 % bootstrap
+interval over blocks of 50 steps. `--control` first times "off" against itself: the harness's own noise.
 
-    python benchmarks/diagnostics_cost.py [--steps 40] [--rounds 12] [--device cpu] [--clock cpu|wall] [--threads 1]
+    python benchmarks/diagnostics_cost.py [--steps 1000] [--device cpu] [--clock cpu|wall] [--sample-every 500]
+        [--cpu N] [--control]
 
+`--sample-every 50` checks samples ten times as often as the default: an upper bound for runs that look often.
 `--components` times instead what the diagnostics add to each step, one piece at a time, beside one forward
 and backward pass of G and D (CPU time, many repetitions): a bound on the cost that neighbours cannot move.
 
@@ -23,12 +26,10 @@ and backward pass of G and D (CPU time, many repetitions): a bound on the cost t
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
 import time
 
 import torch
-from timing import timed_train  # benchmarks/timing.py, beside this script
+from lockstep import cpu_description, default_cpu, paired_cost  # benchmarks/lockstep.py, beside this script
 
 from genlab.config import load_config
 from genlab.data.sources import DEBIAN_FASHION_MNIST
@@ -78,13 +79,15 @@ def components() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps at the start of each run")
-    parser.add_argument("--rounds", type=int, default=12, help="paired (off, on) rounds")
+    parser.add_argument("--steps", type=int, default=1000, help="timed steps of each (half with each first)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps at the start of each run")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
-                        help="cpu: this process's CPU time (default on the CPU); wall: elapsed time (default on GPUs)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+                        help="cpu: each process's CPU time (default on the CPU); wall: elapsed time (default on GPUs)")
+    parser.add_argument("--sample-every", type=int, default=500, help="steps between sample checks (preset: 500)")
+    parser.add_argument("--cpu", type=int, default=default_cpu(), help="core to pin both to (default: first allowed)")
+    parser.add_argument("--control", action="store_true", help="first time off against itself (the harness's noise)")
+    parser.add_argument("--threads", type=int, default=None, help="with --components: torch threads")
     parser.add_argument("--components", action="store_true", help="time the per-step pieces instead")
     args = parser.parse_args()
     if args.threads:
@@ -93,30 +96,18 @@ def main() -> None:
         components()
         return
     clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
-    timer = time.process_time if clock == "cpu" else time.perf_counter
-
     data = "fashion-mnist" if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file() else "synthetic"
-    # sample_every 50 instead of 500: ten times the default's share of sample-health checks, an upper bound.
-    base = [f"data.name={data}", "data.image_size=28", "data.num_samples=20000", f"device={args.device}",
-            "logging.progress=false", "logging.sample_every=50", "logging.report=false"]
-    print(f"data: {data}, {args.steps} timed steps x {args.rounds} paired rounds, device {args.device}, "
-          f"{clock} clock, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    costs, on, off = [], [], []
-    with tempfile.TemporaryDirectory() as out:
-        for round_ in range(args.rounds):
-            speeds = {}
-            for name in (("off", "on") if round_ % 2 == 0 else ("on", "off")):
-                speeds[name] = timed_train("fashion_mnist_dcgan", [*base, *(OFF if name == "off" else [])],
-                                           args.steps, args.warmup, out, timer)
-            off.append(speeds["off"])
-            on.append(speeds["on"])
-            costs.append(1 - speeds["on"] / speeds["off"])
-            print(f"round {round_ + 1:2d}: off {off[-1]:8.1f} img/s   on {on[-1]:8.1f} img/s   cost {costs[-1]:+.1%}",
-                  flush=True)
-    quartiles = statistics.quantiles(costs, n=4) if len(costs) > 1 else [costs[0]] * 3
-    print(f"median img/s: off {statistics.median(off):.1f}, on {statistics.median(on):.1f}")
-    print(f"cost (median of {len(costs)} paired ratios): {statistics.median(costs):+.1%}; quartiles "
-          f"{quartiles[0]:+.1%} .. {quartiles[2]:+.1%}, range {min(costs):+.1%} .. {max(costs):+.1%} (goal <= 3 %)")
+    base = [f"data.name={data}", "data.image_size=28", f"device={args.device}", "logging.progress=false",
+            f"logging.sample_every={args.sample_every}", "logging.report=false"]
+    print(f"fashion_mnist_dcgan on {data}, batch 64: {args.steps} timed steps of each after {args.warmup}, off and on "
+          f"in lockstep on core {args.cpu}, device {args.device}, {clock} clock; torch {torch.__version__}; "
+          f"{cpu_description()}")
+    if args.control:
+        print("control, off against off:")
+        paired_cost("fashion_mnist_dcgan", [*base, *OFF], [*base, *OFF], args.steps, args.warmup, clock, args.cpu, 64,
+                    ("off", "off'"))
+    print("diagnostics on against off (goal: costs <= 3 %):")
+    paired_cost("fashion_mnist_dcgan", [*base, *OFF], base, args.steps, args.warmup, clock, args.cpu, 64, ("off", "on"))
 
 
 if __name__ == "__main__":
