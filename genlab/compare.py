@@ -43,7 +43,7 @@ from genlab.metrics.prdc import squared_distance_chunks
 from genlab.registry import closest
 from genlab.report.html import compare_columns
 from genlab.report.plots import new_figure, save_figure
-from genlab.runs.records import read_json
+from genlab.runs.records import read_json, read_run_config
 
 log = logging.getLogger("genlab")
 
@@ -108,19 +108,9 @@ class RunComparison:
                 "sample_seconds_per_image": self.sample_seconds_per_image}
 
 
-def _stored_config(root: Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(root) / "config.yaml"
-    if not path.is_file():
-        raise GenlabError(f"{root} is not a genlab run directory (no config.yaml). Give folders written by "
-                          "`genlab train`, e.g. runs/<name>.")
-    return yaml.safe_load(path.read_text()) or {}
-
-
 def comparability_problems(roots: Sequence[Path]) -> list[str]:
     """Why the runs' scores against one real set would not be comparable (empty when they would)."""
-    configs = [_stored_config(r) for r in roots]
+    configs = [read_run_config(r) for r in roots]
     first = configs[0].get("data", {})
     problems = []
     for root, config in zip(roots[1:], configs[1:], strict=True):
@@ -193,7 +183,7 @@ def progression(root: Path, fractions: Sequence[float] = PROGRESSION) -> list[tu
 def _steps_per_epoch(root: Path) -> int | None:
     """Steps per epoch of a run that trained whole epochs (from summary.json and config.yaml), else None."""
     total = (read_json(Path(root) / "summary.json") or {}).get("total_steps")
-    training = _stored_config(root).get("training") or {}
+    training = read_run_config(root).get("training") or {}
     if total and training.get("num_epochs") and not training.get("max_steps"):
         return total // training["num_epochs"]
     return None

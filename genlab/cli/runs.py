@@ -45,11 +45,11 @@ def runs_table(folder: Path) -> list[dict[str, object]]:
 
 
 def _family(root: Path) -> str | None:
-    import yaml
+    from genlab.runs.records import read_run_config
 
     try:
-        return (yaml.safe_load((root / "config.yaml").read_text()).get("model") or {}).get("family")
-    except (OSError, yaml.YAMLError, AttributeError):
+        return (read_run_config(root).get("model") or {}).get("family")
+    except (GenlabError, AttributeError):
         return None
 
 

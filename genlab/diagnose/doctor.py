@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from genlab.diagnose.checkpoints import CheckpointFacts, read_checkpoints
 from genlab.diagnose.signals import (
     CAPACITY_RATIO_LOW,
@@ -32,7 +30,7 @@ from genlab.diagnose.signals import (
     generator_losing,
 )
 from genlab.errors import GenlabError
-from genlab.runs.records import read_json, read_jsonl
+from genlab.runs.records import read_json, read_jsonl, read_run_config
 
 #: Share of the run (its end) the rules judge by.
 LATE_SHARE = 1 / 3
@@ -99,7 +97,7 @@ class RunView:
         self.root = root
         self.use_checkpoints = checkpoints
         self._facts: CheckpointFacts | None = None
-        self.config: dict[str, Any] = yaml.safe_load((root / "config.yaml").read_text()) or {}
+        self.config: dict[str, Any] = read_run_config(root)
         records = read_jsonl(root / "metrics.jsonl")
         self.train = [r for r in records if not r.get("evaluation") and any(k.startswith("loss") for k in r)]
         self.samples = [r for r in records if "saturation_excess" in r]
@@ -492,11 +490,7 @@ def diagnose_run(run: str | Path, checkpoints: bool = True) -> Diagnosis:
     if not (root / "config.yaml").is_file():
         raise GenlabError(f"{root} is not a run directory (it has no config.yaml). Give a folder written by "
                           "`genlab train`, e.g. runs/<name>; `genlab doctor` without a run checks the environment.")
-    try:
-        view = RunView(root, checkpoints)
-    except (OSError, yaml.YAMLError) as err:
-        raise GenlabError(f"Could not read {root / 'config.yaml'} ({type(err).__name__}: {err}); the run directory "
-                          "is damaged. Restore config.yaml from the checkpoint with `genlab train --resume`.") from None
+    view = RunView(root, checkpoints)  # a damaged config.yaml: read_run_config's GenlabError says so
     if not view.records:
         raise GenlabError(f"{root} has logged nothing yet (metrics.jsonl is missing or empty), so there is nothing to "
                           "diagnose. Run `genlab doctor` again after the first logging.log_every steps.")

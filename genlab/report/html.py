@@ -21,7 +21,7 @@ import yaml
 
 from genlab.config import default_config
 from genlab.report.plots import new_figure
-from genlab.runs.records import read_json, read_jsonl, run_status
+from genlab.runs.records import read_json, read_jsonl, read_run_config, run_status
 
 #: Keys of metrics.jsonl that are bookkeeping, not curves.
 NOT_CURVES = {"step", "epoch", "evaluation", "checkpoint", "samples", "extractor", "precision", "classifier_histogram"}
@@ -123,7 +123,7 @@ def _fmt(value: Any) -> str:
 def run_section(root: Path) -> str:
     """One run's part of the report."""
     root = Path(root)
-    config = yaml.safe_load((root / "config.yaml").read_text()) if (root / "config.yaml").is_file() else {}
+    config = read_run_config(root) if (root / "config.yaml").is_file() else {}
     summary = read_json(root / "summary.json") or {}
     env = read_json(root / "env.json") or {}
     records = read_jsonl(root / "metrics.jsonl")

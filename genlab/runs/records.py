@@ -1,4 +1,4 @@
-"""Reading what a run wrote: metrics.jsonl records, summary.json, and the run's state from its files alone."""
+"""Reading what a run wrote: config.yaml, metrics.jsonl records, summary.json, and its state from its files alone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,31 @@ from pathlib import Path
 from typing import Any
 
 LOCK_NAME = "run.lock"
+
+
+def read_run_config(root: Path) -> dict[str, Any]:
+    """The mapping a run stored in its config.yaml (as written, not validated); a GenlabError saying what to do
+    when `root` has none (no run directory) or it cannot be read (a damaged one)."""
+    import yaml
+
+    from genlab.errors import GenlabError
+
+    path = Path(root) / "config.yaml"
+    if not path.is_file():
+        raise GenlabError(f"{root} is not a genlab run directory (it has no config.yaml). Give a folder written by "
+                          "`genlab train`, e.g. runs/<name>.")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        why = (f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None
+               else (str(err).strip().splitlines() or [""])[0])
+        raise GenlabError(f"Could not read {path} ({type(err).__name__}: {why}); the run directory is damaged. "
+                          "Its checkpoints still hold the config: `genlab train --resume` reads it from there.") from None
+    if config is not None and not isinstance(config, dict):
+        raise GenlabError(f"{path} holds a {type(config).__name__}, not a config mapping; the run directory is "
+                          "damaged. Its checkpoints still hold the config: `genlab train --resume` reads it from there.")
+    return config or {}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

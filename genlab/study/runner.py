@@ -23,7 +23,7 @@ from genlab.config import Config, validate
 from genlab.diagnose.doctor import diagnose_run
 from genlab.errors import GenlabError
 from genlab.report.html import flatten, mean_std, write_report
-from genlab.runs.records import read_json, read_jsonl, run_status
+from genlab.runs.records import read_json, read_jsonl, read_run_config, run_status
 from genlab.study.spec import Study, Variant
 from genlab.train import load_experiment, train
 from genlab.train.hooks import Hook
@@ -93,9 +93,7 @@ def _differences(wanted: Config, stored: Config) -> list[str]:
 
 def _check_unchanged(run: PlannedRun) -> None:
     """A run made from an older version of the study file would be silently stale: refuse, saying how to proceed."""
-    import yaml
-
-    stored = validate(yaml.safe_load((run.root / "config.yaml").read_text()), str(run.root / "config.yaml"))
+    stored = validate(read_run_config(run.root), str(run.root / "config.yaml"))
     changed = _differences(run.cfg, stored)
     if changed:
         raise GenlabError(f"{run.root} was trained with another config than variant {run.variant.name!r} now gives "

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from genlab.cli import app
 from genlab.diagnose.doctor import diagnose_run
+from genlab.errors import GenlabError
 from genlab.diagnose.signals import SATURATION_EXCESS_ALARM
 from genlab.methods.gan import GANMethod
 from genlab.runs.checkpoint import load_checkpoint
@@ -134,6 +135,12 @@ def test_doctor_cli_json_and_clear_errors(tiny_config, tmp_path):
     (tmp_path / "empty" / "config.yaml").write_text("model: {family: gan}\n")
     with pytest.raises(Exception, match="logged nothing yet"):
         diagnose_run(tmp_path / "empty")
+    (run / "config.yaml").write_text("model: {family: gan\n")  # a crash mid-write, by hand
+    with pytest.raises(GenlabError, match=r"Could not read .*config.yaml.*damaged.*--resume"):
+        diagnose_run(run)
+    (run / "config.yaml").write_text("- a list\n")
+    with pytest.raises(GenlabError, match="not a config mapping"):
+        diagnose_run(run)
 
 
 def test_doctor_without_a_run_checks_the_environment(tmp_path):
