@@ -63,7 +63,6 @@ class SteadyBatches:
         return self.steps * self.batch / (time.perf_counter() - self.start)
 
 
-
 def _lockstep_variant(index: int, preset: str, overrides: list[str], steps: int, warmup: int, out: str, clock: str,
                       cpu: int | None, batons: list, done: Any, results: Any) -> None:
     """One variant of `lockstep_train`, in a process of its own: train, timing each step while it holds the baton."""
@@ -75,11 +74,14 @@ def _lockstep_variant(index: int, preset: str, overrides: list[str], steps: int,
     times: list[float] = []
     last = [0.0]
 
-    def pass_baton() -> None:  # to the next variant still training (while holding the baton: no races)
-        following = [(index + k) % count for k in range(1, count)]
-        waiting = [i for i in following if not done[i]]
-        if waiting:
-            batons[waiting[0]].release()
+    def hand_on() -> bool:  # the baton to the next variant still training (while holding it: no races)
+        following = [i for i in ((index + k) % count for k in range(1, count)) if not done[i]]
+        if following:
+            batons[following[0]].release()
+        return bool(following)
+
+    def pass_baton() -> None:  # ... and wait for it to come back
+        if hand_on():
             batons[index].acquire()
 
     def on_step(step: int, stats: dict) -> None:
@@ -92,18 +94,15 @@ def _lockstep_variant(index: int, preset: str, overrides: list[str], steps: int,
         pass_baton()
         last[0] = timer()
 
-    cfg = load_config(preset, [*overrides, f"output_dir={out}/{index}", f"training.max_steps={steps + warmup}"])
     try:
-        train(cfg, callbacks=(on_step,))
+        train(load_config(preset, [*overrides, f"output_dir={out}/{index}", f"training.max_steps={steps + warmup}"]),
+              callbacks=(on_step,))
         results.put((index, times, None))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises
         results.put((index, times, f"{type(error).__name__}: {error}"))
     finally:
         done[index] = 1
-        following = [(index + k) % count for k in range(1, count)]
-        waiting = [i for i in following if not done[i]]
-        if waiting:
-            batons[waiting[0]].release()
+        hand_on()
 
 
 def lockstep_train(variants: dict[str, tuple[str, list[str]]], steps: int, warmup: int, out: str,
@@ -121,7 +120,8 @@ def lockstep_train(variants: dict[str, tuple[str, list[str]]], steps: int, warmu
 
     `cpu`: pin every process to that one core (Linux) and to one thread. Left to the scheduler they land on
     different cores, and two cores of a shared virtual machine differ by several per cent: measured here, two
-    identical runs differed by 3-7 % on different cores and by 0.1-0.5 % on one.
+    identical runs differed by 3-7 % on different cores and by 0.2 % on one (1.7 % with glibc's own malloc
+    thresholds, training.reuse_cpu_memory=false, whose page faults vary from process to process).
     """
     context = multiprocessing.get_context("spawn")
     names = list(variants)
