@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from genlab.cli import app
 from genlab.diagnose.doctor import diagnose_run
-from genlab.errors import GenlabError
 from genlab.diagnose.signals import SATURATION_EXCESS_ALARM
+from genlab.errors import GenlabError
 from genlab.methods.gan import GANMethod
 from genlab.runs.checkpoint import load_checkpoint
 from genlab.train import train
