@@ -104,10 +104,10 @@ def test_amp_auto_is_fp16_on_cuda_and_says_what_it_chose_elsewhere(monkeypatch, 
 
     assert resolve_amp("auto", torch.device("cuda")) == "fp16"
     assert resolve_amp("bf16", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert resolve_amp("auto", torch.device("cpu")) == "bf16"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert resolve_amp("auto", torch.device("cpu")) == "none"
+    for amx, avx512_bf16, chosen in ((True, False, "bf16"), (False, True, "bf16"), (False, False, "none")):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        assert resolve_amp("auto", torch.device("cpu")) == chosen, (amx, avx512_bf16)
     with caplog.at_level(logging.INFO, logger="genlab"):
         precision = MixedPrecision("auto", torch.device("cpu"))
     assert precision.amp == "none" and not precision.scaler.is_enabled()

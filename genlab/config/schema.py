@@ -106,7 +106,8 @@ class TrainingConfig(Section):
     lr_gamma: float = Field(0.1, gt=0, le=1, description="Decay factor of the step schedule.")
     amp: Literal["none", "bf16", "fp16", "auto"] = Field(
         "none", description="Mixed precision: bf16 autocast (CPU or GPU), fp16 autocast with GradScaler (CUDA), or "
-        "auto: fp16 + GradScaler on CUDA, bf16 on CPUs with AMX, else none (float32); the choice is logged once."
+        "auto: fp16 + GradScaler on CUDA, bf16 on CPUs with bf16 hardware (AMX or AVX-512 BF16), else none (float32); "
+        "the choice is logged once."
     )
     channels_last: bool = Field(
         False, description="Speed switch: keep the networks' weights and activations in channels-last (NHWC) memory "

