@@ -125,9 +125,10 @@ class TrainingConfig(Section):
     reuse_cpu_memory: bool = Field(
         True, description="On a CPU under Linux (glibc): keep the memory a step frees for the next steps instead of "
         "handing it back to the system and faulting it in again, thousands of page faults per step (mallopt: "
-        "M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB). Measured here: 1.18x the default DCGAN's images/s (VAE 1.31x, DDPM 1.16x). It acts "
-        "on the whole process for the rest of its life; the resident memory stays near its peak, as under CUDA's "
-        "caching allocator. false leaves the C library's defaults (unless an earlier run in this process set them).",
+        "M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB). Measured here: 1.18x the default DCGAN's images/s "
+        "(VAE 1.31x, DDPM 1.16x). It acts on the whole process for the rest of its life; the resident memory stays "
+        "near its peak, as under CUDA's caching allocator. false leaves the C library's defaults (unless an earlier "
+        "run in this process set them).",
     )
     sync_batchnorm: bool = Field(
         False, description="Under torchrun (several processes): BatchNorm layers normalise with the statistics of the "
