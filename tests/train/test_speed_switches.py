@@ -223,11 +223,11 @@ for reuse in ("false", "true"):  # false first: glibc's own thresholds until a r
 @pytest.mark.skipif(not (sys.platform == "linux" and platform.libc_ver()[0] == "glibc"), reason="glibc's mallopt")
 def test_reuse_cpu_memory_stops_the_page_faults_of_every_step():
     """The default DCGAN at batch 64 frees and re-allocates its large blocks every step; with glibc's own sliding
-    thresholds they go back to the system and fault in again (measured 2,600-7,800 minor faults per step), with
+    thresholds they go back to the system and fault in again (measured 2,600-9,600 minor faults per step), with
     training.reuse_cpu_memory they stay (0-40). In a fresh process: the switch acts on the whole process."""
     probe = subprocess.run([sys.executable, "-c", FAULT_PROBE], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert probe.returncode == 0, probe.stderr
     without, with_reuse = (float(line) for line in probe.stdout.split())
-    assert without > 1000, without
+    assert without > 300, without  # the churn the switch is for (a glibc without it would make this test moot)
     assert with_reuse < without / 10, (with_reuse, without)
