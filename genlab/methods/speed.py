@@ -15,6 +15,7 @@ them, thousands of minor page faults per step of the default DCGAN; with fixed t
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import platform
 from collections.abc import Callable, Iterable
@@ -98,24 +99,22 @@ def compile_networks(modules: Iterable[nn.Module], device: torch.device) -> bool
 #: heap's top stays mapped. Setting them also turns off glibc's sliding thresholds, which move with each free.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 32 * 2**20, 2**30
-_ALLOCATOR_TUNED: list[bool] = []  # [whether mallopt took both values], once set in this process
 
 
+@functools.cache
 def reuse_freed_cpu_memory() -> bool:
     """Keep freed CPU memory for reuse (glibc's mallopt, once per process); False where the C library is not glibc.
 
     Process-wide and for good: glibc cannot go back to its sliding thresholds.
     """
-    if not _ALLOCATOR_TUNED:
-        tuned = False
-        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-            mallopt = ctypes.CDLL(None).mallopt
-            mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-            accepted = [mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)]
-            tuned = all(accepted)  # mallopt returns 1 on success
-        _ALLOCATOR_TUNED.append(tuned)
-        log.debug("training.reuse_cpu_memory: %s", "glibc thresholds set" if tuned else "not glibc, left alone")
-    return _ALLOCATOR_TUNED[0]
+    tuned = False
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        accepted = [mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)]
+        tuned = all(accepted)  # mallopt returns 1 on success
+    log.debug("training.reuse_cpu_memory: %s", "glibc thresholds set" if tuned else "not glibc, left alone")
+    return tuned
 
 
 def apply_speed_switches(training: Any, device: torch.device, trained: Iterable[nn.Module | None],
