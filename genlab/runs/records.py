@@ -8,16 +8,16 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from genlab.errors import GenlabError
+
 LOCK_NAME = "run.lock"
 
 
 def read_run_config(root: Path) -> dict[str, Any]:
     """The mapping a run stored in its config.yaml (as written, not validated); a GenlabError saying what to do
     when `root` has none (no run directory) or it cannot be read (a damaged one)."""
-    import yaml
-
-    from genlab.errors import GenlabError
-
     path = Path(root) / "config.yaml"
     if not path.is_file():
         raise GenlabError(f"{root} is not a genlab run directory (it has no config.yaml). Give a folder written by "
