@@ -105,8 +105,8 @@ class MixedPrecision:
             return torch.zeros(())
         self.scaler.unscale_(optimizer)
         norm = grad_norm(module)
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.grad_clip)
+        if self.grad_clip > 0:  # clip by the norm just measured instead of clip_grad_norm_ measuring it again
+            torch.nn.utils.clip_grads_with_norm_(module.parameters(), self.grad_clip, norm)
         if self.scaler.is_enabled():
             self.scaler.step(optimizer)  # the GradScaler skips overflowing steps itself (and syncs for it)
             return norm.detach()

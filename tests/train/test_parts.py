@@ -91,6 +91,26 @@ def test_mixed_precision_trains(tiny_config, amp):
     assert (scaler.get("scale") is not None) == (amp == "fp16")
 
 
+def test_step_clips_to_grad_clip_and_reports_the_norm_before_clipping():
+    """The step's clipping gives clip_grad_norm_'s gradients; the logged norm is the unclipped one."""
+    from genlab.methods.optim import MixedPrecision
+
+    def stepped(clip):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+        (net(torch.randn(16, 4)) * 30).pow(2).sum().backward()
+        return net
+
+    ours, reference = stepped(1.0), stepped(1.0)
+    expected = torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+    norm = MixedPrecision("none", torch.device("cpu"), grad_clip=1.0).step(
+        torch.optim.SGD(ours.parameters(), lr=0.0), ours)
+    assert float(expected) > 10 and torch.equal(norm, expected)
+    for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(mine.grad, theirs.grad)
+    assert float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ours.parameters()]))) == pytest.approx(1.0)
+
+
 def test_gradient_accumulation_matches_the_full_batch_gradient(tiny_config):
     """Without batch-coupled layers, 4 micro-batches give the same update as one full batch."""
     from genlab.data import build_dataset
