@@ -75,6 +75,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def is_main_process() -> bool:
+    """True on torchrun's rank 0 even once the process group has ended (it reads RANK then), and in one process:
+    for what is said once per launch after training, such as the CLI's closing lines."""
+    return is_main() if is_active() else int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: torch.device) -> torch.device:
     """Join torchrun's process group (NCCL on CUDA, gloo otherwise) and return this rank's device.
 

@@ -55,6 +55,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
 ) -> None:
     """Train a model; every run lands in runs/<name>/ with config, logs, sample grids and checkpoints."""
+    from genlab import distributed
     from genlab.train import load_experiment
     from genlab.train import train as run_training
 
@@ -65,6 +66,8 @@ def train(
         cfg = load_experiment(config, overrides or [])
         preset = Path(config).stem if config else None
         result = run_training(cfg, preset_name=preset)
+    if not distributed.is_main_process():
+        return  # under torchrun, rank 0 alone tells how the run ended
     typer.echo(f"Training {ended(result)} at step {result.step}/{result.total_steps}.")
     typer.echo(f"Results: {result.run_dir}  (samples/latest.png, metrics.jsonl, checkpoints/last.pt)")
     if result.interrupted:

@@ -70,10 +70,12 @@ def _env(cache: Path) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "GENLAB_CACHE": str(cache)}
 
 
-def _torchrun(args: list[str], env: dict[str, str]) -> None:
+def _torchrun(args: list[str], env: dict[str, str]) -> str:
+    """Launch 2 processes; what they printed to stdout."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def ddp(tmp_path_factory: pytest.TempPathFactory) -> Path:
              {"cli": ["train", "--resume", str(runs / "crashed")]},
              {"fid": str(runs / "gan"), "num_samples": FID_SAMPLES, "out": str(root / "fid.json")}]
     (root / "jobs.json").write_text(json.dumps(jobs))
-    _torchrun([str(WORKER), str(root / "jobs.json")], _env(root / "cache"))
+    (root / "stdout.txt").write_text(_torchrun([str(WORKER), str(root / "jobs.json")], _env(root / "cache")))
     return root
 
 
@@ -172,6 +174,19 @@ def test_killed_ddp_run_resumes_like_an_uninterrupted_one(ddp):
     # Resumed by one process instead of two (same global batch): the same run up to float reduction order.
     train(resume=runs / "crashed-1proc")
     assert _worst_difference(_weights(runs / "crashed-1proc"), _weights(runs / "gan")) < TOLERANCE
+    # The CLI's closing lines of the resumed run come once, from rank 0, not once per process.
+    assert (ddp / "stdout.txt").read_text().count("Training finished at step 8/8.") == 1
+
+
+@pytest.mark.parametrize(("rank", "main"), [(None, True), ("0", True), ("1", False)])
+def test_after_the_process_group_ends_rank_0_is_known_from_torchrun_rank(monkeypatch, rank, main):
+    from genlab import distributed
+
+    if rank is None:
+        monkeypatch.delenv("RANK", raising=False)
+    else:
+        monkeypatch.setenv("RANK", rank)
+    assert not distributed.is_active() and distributed.is_main_process() is main
 
 
 def _worker_module():
