@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genlab import distributed
 from genlab.config import Config, validate
 from genlab.data import to_uint8
 from genlab.errors import CheckpointError, GenlabError
@@ -59,16 +60,28 @@ def method_from_checkpoint(state: dict, where: str, device: torch.device) -> Loa
     return LoadedRun(cfg, method, int(state["step"]))
 
 
+def chunk_seed(seed: int, index: int) -> int:
+    """The noise seed of batch `index` of a `generate(seed=seed)` call: independent streams, one per batch."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def generate(method: Method, n: int, seed: int = 0, batch_size: int = 256,
              options: SampleOptions | None = None) -> torch.Tensor:
-    """`n` images in [-1, 1] (on CPU) from seeded noise, drawn with the sampler `options` (EMA weights by default)."""
-    gen = torch.Generator().manual_seed(seed)
+    """`n` images in [-1, 1] (on CPU) from seeded noise, drawn with the sampler `options` (EMA weights by default).
+
+    Each batch of `batch_size` draws its noise (and a diffusion sampler's noise at every step) from its own
+    seeded stream, so the batches do not depend on each other: inside `distributed.sharing()` (evaluation under
+    torchrun) each rank draws every N-th batch and the batches are gathered in order, the same images as one
+    process draws, N times sooner.
+    """
     options = options or SampleOptions()
-    chunks = []
-    for start in range(0, n, batch_size):
-        noise = method.make_noise(min(batch_size, n - start), gen)
-        chunks.append(method.sample(noise, options=options, generator=gen).cpu())
-    return torch.cat(chunks)
+    drawn = []
+    for index, start in enumerate(range(0, n, batch_size)):
+        if distributed.owns(index):
+            gen = torch.Generator().manual_seed(chunk_seed(seed, index))
+            noise = method.make_noise(min(batch_size, n - start), gen)
+            drawn.append((index, method.sample(noise, options=options, generator=gen).cpu()))
+    return torch.cat(distributed.gather_indexed(drawn))
 
 
 def write_samples(images: torch.Tensor, out: str | Path) -> Path:

@@ -6,7 +6,8 @@ Jobs: {"train": overrides, "crash_step": k (optional)} trains a run (raising on 
 k, like a killed run: no checkpoint is written for the crash); {"cli": args} runs `genlab ARGS` as
 `torchrun -m genlab ARGS` would, in this process; {"copy": [src, dst]} copies a run directory (rank 0);
 {"fid": run_dir, "out": path} scores the run's
-generator with `MeanPoolExtractor` inside `distributed.sharing()` and rank 0 writes the results.
+generator with `MeanPoolExtractor` inside `distributed.sharing()` and rank 0 writes the results (with the images each
+rank sampled and extracted).
 The process group is started once here, so the jobs share it (one launch instead of several).
 """
 
@@ -45,12 +46,21 @@ class MeanPoolExtractor(SharedMeanPool):
         return super().network_forward(inputs, False)[0], None
 
 
-def score(run_dir: str, num_samples: int, extractor: MeanPoolExtractor | None = None) -> dict[str, float]:
+def score(run_dir: str, num_samples: int, extractor: MeanPoolExtractor | None = None,
+          sampled: list[int] | None = None) -> dict[str, float]:
     """FID of a run's EMA generator on `num_samples` fixed-noise samples against its data, with MeanPoolExtractor.
 
     The extraction batch (5) is small so that the samples and the real images span several batches per rank.
     """
     loaded = load_run(run_dir, device="cpu")
+    if sampled is not None:  # count the images this process drew
+        draw = loaded.method.sample
+
+        def counted(noise, *args, **kwargs):
+            sampled.append(len(noise))
+            return draw(noise, *args, **kwargs)
+
+        loaded.method.sample = counted
     evaluator = RunEvaluator(loaded.cfg, torch.device("cpu"), ["fid", "kid"], extractor=extractor or MeanPoolExtractor(),
                              batch_size=5)
     return evaluator(loaded.method, num_samples=num_samples).results
@@ -84,13 +94,15 @@ def main(jobs_file: str) -> None:
                     if exit_.code:
                         raise
             elif "fid" in job:
-                extractor = MeanPoolExtractor()
+                extractor, sampled = MeanPoolExtractor(), []
                 with distributed.sharing():
-                    results = score(job["fid"], job["num_samples"], extractor)
-                images = [None] * distributed.world_size()
+                    results = score(job["fid"], job["num_samples"], extractor, sampled)
+                images, samples = [None] * distributed.world_size(), [None] * distributed.world_size()
                 dist.all_gather_object(images, extractor.images)
+                dist.all_gather_object(samples, sum(sampled))
                 if distributed.is_main():
-                    Path(job["out"]).write_text(json.dumps({"results": results, "images_per_rank": images}))
+                    Path(job["out"]).write_text(json.dumps({"results": results, "images_per_rank": images,
+                                                            "samples_per_rank": samples}))
     finally:
         dist.destroy_process_group()
 

@@ -205,9 +205,11 @@ def test_fid_under_ddp_equals_the_one_process_fid(ddp, monkeypatch, tmp_path):
     shared = json.loads((ddp / "fid.json").read_text())
     assert set(shared["results"]) == {"fid", "kid_mean", "kid_std"} and shared["results"]["fid"] > 0
     assert shared["results"] == single  # the same features in the same order: equal to the last bit
-    # Each process extracted its share of the fake and real batches (5 images each), not everything.
+    # Each process extracted its share of the fake and real batches (5 images each), not everything ...
     per_rank = shared["images_per_rank"]
     assert sum(per_rank) == extractor.images == FID_SAMPLES + 64 and max(per_rank) < extractor.images * 0.6
+    # ... and drew its share of the samples (batches of 8: 4 and 3 of the 7), gathered into the same images.
+    assert shared["samples_per_rank"] == [32, 24]
 
 
 def test_each_rank_reads_its_slice_of_the_one_process_batch():
@@ -226,3 +228,19 @@ def test_each_rank_reads_its_slice_of_the_one_process_batch():
         assert all(len(s[0]) == 12 // ranks for s in shards)
         for step, batch in enumerate(whole):
             assert torch.equal(torch.cat([s[step] for s in shards]), batch)
+
+
+def test_a_sample_batch_is_the_same_whichever_rank_draws_it_alone(tiny_ddpm_config, monkeypatch):
+    """generate()'s batches have their own noise streams: a rank drawing only batch 1 of a DDPM's samples (whose
+    sampler draws noise at every step) gets what one process draws for it after batch 0."""
+    from genlab import distributed
+    from genlab.generate import generate
+    from genlab.methods import SampleOptions, build_method
+    from genlab.models import DataShape
+
+    method = build_method(tiny_ddpm_config(), DataShape(16, 1, 4), torch.device("cpu"))
+    options = SampleOptions(steps=3, progress=False)
+    whole = generate(method, 12, seed=5, batch_size=6, options=options)
+    monkeypatch.setattr(distributed, "owns", lambda index: index == 1)  # the second of two ranks
+    assert torch.equal(generate(method, 12, seed=5, batch_size=6, options=options), whole[6:])
+    assert not torch.equal(whole[:6], whole[6:])
