@@ -202,14 +202,15 @@ def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
         metric = next((k for _, s in done if (k := _final_metric(s)[0])), None)
         values = [v for _, s in done if (v := _final_metric(s)[1]) is not None]
         best = [float(s["best"]) for _, s in done if isinstance(s.get("best"), (int, float))]
-        later = [v for v in study.variants[index + 1:] if v.phase == variant.phase]
+        answers = [v.name for later, v in enumerate(study.variants) if later > index
+                   and study.predecessor(later) == variant.name]
         rows.append({
             "variant": variant.name, "phase": variant.phase, "because": variant.because,
             "runs": len(runs), "finished": len(done), "metric": metric, "final": _statistics(values),
             "best": _statistics(best), "steps": done[0][1].get("steps") if done else None,
             "train_seconds": _statistics([float(s["train_seconds"]) for _, s in done if s.get("train_seconds")]),
             "observed": _finding(runs[0]) if runs else "not run yet",
-            "motivates": later[0].name if later else None,
+            "motivates": ", ".join(answers) or None,
             "compared_fid": compared.get(variant.name, {}).get("fid"),
         })
     return rows

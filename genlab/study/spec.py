@@ -15,6 +15,8 @@ variants:
     preset: faces_wgan_gp_64
     overrides: {training.n_critic: 2}    # a mapping or a list of key=value strings
     because: DCGAN collapsed and oscillated.
+    after: "2.1_dcgan"           # whose failure it answers (default: the variant before it in its phase; none
+                                 # for an alternative compared side by side)
 compare:                         # optional: score these variants under identical conditions at the end
   variants: ["2.1_dcgan", "2.2_wgan_gp"]
   metrics: [fid, kid, prdc, lpips]
@@ -35,6 +37,8 @@ from genlab.errors import ConfigError
 from genlab.registry import closest
 
 STUDY_DIR_NAME = "studies"
+#: `after: none`: a variant tried side by side with the others of its phase, motivated by no earlier one.
+NO_PREDECESSOR = "none"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -89,6 +93,9 @@ class Variant(Named):
     preset: str | None = Field(None, description="Preset or YAML path (default: the study's base).")
     because: str = Field("", description="The observed failure of an earlier variant that motivates this one.")
     phase: str | None = Field(None, description="Phase this variant belongs to (a table per phase).")
+    after: str | None = Field(None, description="The earlier variant whose observed failure this one answers (the "
+                              "tables' \"motivates\" column); default: the one before it in its phase. `none` for a "
+                              "variant tried side by side with the others (a comparison), not as a fix.")
 
     @field_validator("phase", mode="before")
     @classmethod
@@ -140,12 +147,26 @@ class Study(Named):
             if variant.phase is not None and self.phases and variant.phase not in self.phases:
                 raise ValueError(f"variant {variant.name!r} is in phase {variant.phase!r}, which `phases` does not "
                                  f"list ({', '.join(self.phases)})")
+        for index, variant in enumerate(self.variants):
+            if variant.after not in (None, NO_PREDECESSOR) and variant.after not in names[:index]:
+                hint = closest(variant.after, names[:index])
+                raise ValueError(f"variant {variant.name!r} comes after {variant.after!r}, which is no earlier variant"
+                                 + (f" — did you mean {hint!r}?" if hint else "")
+                                 + f"; `after` names a variant listed before it, or is {NO_PREDECESSOR!r}")
         for name in (self.compare.variants or []) if self.compare else []:
             if name not in names:
                 hint = closest(name, names)
                 raise ValueError(f"compare.variants names {name!r}, which is no variant"
                                  + (f" — did you mean {hint!r}?" if hint else ""))
         return self
+
+    def predecessor(self, index: int) -> str | None:
+        """The variant whose failure motivates variant `index`: its `after`, else the one before it in its phase."""
+        variant = self.variants[index]
+        if variant.after is not None:
+            return None if variant.after == NO_PREDECESSOR else variant.after
+        earlier = [v.name for v in self.variants[:index] if v.phase == variant.phase]
+        return earlier[-1] if earlier else None
 
     def variant(self, name: str) -> Variant:
         """The variant called `name` (a ConfigError naming the nearest one otherwise)."""

@@ -118,6 +118,26 @@ def test_study_file_mistakes_name_the_key_and_the_variant(tmp_path):
         plan_study(study, only=["gna"])
 
 
+def test_motivates_follows_after_and_leaves_side_by_side_variants_out(tmp_path):
+    from genlab.study.runner import variant_rows
+
+    base = yaml.safe_load(write_study(tmp_path).read_text())
+    gan, vae = base["variants"]
+    variants = [gan, {**vae, "after": "none"}, {**gan, "name": "gan_sn"}, {**gan, "name": "gan_wide", "after": "gan"}]
+    study, _ = load_study(write_study(tmp_path, variants=variants))
+    motivates = {r["variant"]: r["motivates"] for r in variant_rows(study, tmp_path / "no-runs")}
+    # gan_sn follows the variant before it (vae); gan_wide answers gan; vae is an alternative to gan.
+    assert motivates == {"gan": "gan_wide", "vae": "gan_sn", "gan_sn": None, "gan_wide": None}
+    with pytest.raises(GenlabError, match=r"comes after 'gn', which is no earlier variant — did you mean 'gan'"):
+        load_study(write_study(tmp_path, variants=[gan, {**vae, "after": "gn"}]))
+    with pytest.raises(GenlabError, match="no earlier variant"):
+        load_study(write_study(tmp_path, variants=[{**gan, "after": "vae"}, vae]))
+    # The shipped phase-5 studies compare finalists side by side: none of them motivates another.
+    for name in ("faces_phase5_finalists", "fashion_mnist_phase5_mini"):
+        finalists, _ = load_study(name)
+        assert [r["motivates"] for r in variant_rows(finalists, tmp_path / "no-runs")] == [None] * 3
+
+
 def test_only_and_seeds_run_one_variant_three_times_with_mean_and_std(tmp_path):
     study, _ = load_study(write_study(tmp_path))
     out = tmp_path / "out"
