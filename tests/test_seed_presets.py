@@ -130,5 +130,6 @@ def test_cifar10_cgan_broken_is_seed_004s_failing_setup():
     g, d = build_models(cfg.model, DataShape(32, 3, 10), cfg.training.loss_type)
     assert 0.2 < parameters(g) / parameters(d) < 0.3  # the note's G/D 0.25
     assert nn.utils.parametrize.is_parametrized(g.to_image, "weight") and cfg.model.init == "orthogonal"
+    assert isinstance(g.final_act, nn.Identity)  # the note's final_bn -> final_conv, no ReLU between
     t = cfg.training
     assert (t.n_critic, t.lr_d / t.lr_g, t.lr_schedule, t.d_noise_decay_epochs) == (2, 4.0, "cosine", 100)

@@ -80,6 +80,10 @@ class GanModelConfig(ModelConfig):
         False, description="Spectral norm on the generator's last conv too: seed 004's tanh-saturation bug (SN undoes "
         "final_init_scale), kept to reproduce it (configs/cifar10_cgan_broken.yaml).",
     )
+    final_relu: bool = Field(
+        True, description="Residual generator: BN -> ReLU -> last conv (true), or seed 004's BN -> last conv with no "
+        "ReLU (false; configs/cifar10_cgan_broken.yaml), the layout in which its final_sn saturated tanh.",
+    )
     init: Literal["auto", "normal", "orthogonal", "xavier", "kaiming"] = Field(
         "auto", description="Weight init of G and D: auto (the architecture's own: DCGAN's N(0, 0.02), PyTorch's "
         "for resnet), normal N(0, 0.02), orthogonal (gain 1, seed 004), xavier or kaiming.",

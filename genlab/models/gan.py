@@ -118,6 +118,7 @@ def build_resnet(model_cfg, data: DataShape, loss_type: str = "ns", r1_gamma: fl
         upsample=model_cfg.upsample, num_classes=data.num_classes if conditional else 0,
         embed_dim=model_cfg.embed_dim, spectral_norm=model_cfg.spectral_norm_g,
         final_init_scale=model_cfg.final_init_scale, init=model_cfg.init, final_sn=model_cfg.final_sn,
+        final_relu=model_cfg.final_relu,
     )
 
     def build_discriminator(size: int) -> nn.Module:

@@ -3,7 +3,8 @@
 The generator goes z (+ class embedding) → linear → C×s0×s0, then residual up-blocks (nearest,
 pixel-shuffle or transposed-conv up-sampling) with batch norm that is class-conditional when the
 model is conditional, self-attention after the blocks whose output side is in
-`attention_resolutions`, and BN → ReLU → conv → tanh. Seed note 004's fix is built in: the last
+`attention_resolutions`, and BN → ReLU → conv → tanh (`final_relu=false`: seed note 004's BN → conv
+→ tanh, without the ReLU). Seed note 004's fix is built in: the last
 conv gets no spectral norm (unless `final_sn` asks to reproduce the bug) and its initial weights are
 scaled (`final_init_scale`, 0.1) so tanh starts in its linear regime.
 
@@ -91,7 +92,7 @@ class ResNetGenerator(GrowingGenerator):
                  num_blocks: int | None = None, max_channels: int = 512, norm: str = "batch",
                  attention_resolutions: tuple[int, ...] = (), upsample: str = "nearest", num_classes: int = 0,
                  embed_dim: int = 0, spectral_norm: bool = False, final_init_scale: float = 0.1,
-                 init: str = "auto", final_sn: bool = False) -> None:
+                 init: str = "auto", final_sn: bool = False, final_relu: bool = True) -> None:
         super().__init__()
         num_blocks = num_blocks or default_num_blocks(image_size)
         sizes = resolution_ladder(image_size, num_blocks)
@@ -109,6 +110,7 @@ class ResNetGenerator(GrowingGenerator):
             levels.append(nn.ModuleList(level))
         self.blocks = nn.ModuleList(levels)
         self.final_norm = norm_layer(norm, widths[-1])
+        self.final_act = nn.ReLU() if final_relu else nn.Identity()  # Identity: seed 004's BN -> conv layout
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
         # Growing: level i of the ladder is produced after i blocks; the last block's output feeds to_image.
         self.init_growth(sizes, widths, channels)
@@ -129,7 +131,7 @@ class ResNetGenerator(GrowingGenerator):
             return x
 
         def to_image(x: torch.Tensor) -> torch.Tensor:
-            return self.to_image(F.relu(self.final_norm(run_level(len(self.blocks) - 1, x))))
+            return self.to_image(self.final_act(self.final_norm(run_level(len(self.blocks) - 1, x))))
 
         return torch.tanh(self.grow(self.stem(z).view(-1, *self.stem_shape), run_level, to_image))
 

@@ -70,3 +70,18 @@ def test_sn_last_conv_saturates_by_alignment_with_its_relu_inputs_not_at_init():
             aligned = float((generator(z).abs() > 0.99).float().mean())
         assert at_init < 0.05, (width, at_init)
         assert aligned > 0.5, (width, aligned)
+
+
+def test_final_relu_false_feeds_the_last_conv_batch_norm_output_as_seed_004_does():
+    """Seed 004's G: BN → last conv, no ReLU between; genlab's default keeps the ReLU."""
+    shape = DataShape(16, 1, 1)
+    seen = {}
+    for relu in (True, False):
+        cfg = load_config(None, ["model.architecture=resnet", "model.generator_base_channels=8",
+                                 f"model.final_relu={str(relu).lower()}"])
+        generator, _ = build_models(cfg.model, shape)
+        last_conv(generator).register_forward_hook(
+            lambda module, args, out, relu=relu: seen.setdefault(relu, args[0].detach()))
+        generator(torch.randn(16, cfg.model.latent_dim))
+    assert float(seen[True].min()) >= 0 and float(seen[False].min()) < -0.5
+    assert torch.allclose(seen[False].mean(dim=(0, 2, 3)), torch.zeros(8), atol=1e-5)  # BN's output itself
