@@ -6,7 +6,7 @@ of its own pinned to the same core, passing a baton after every step (`timing.lo
 step k of B run back to back, so whatever slows the machine for longer than a step slows both. Half the steps are
 timed with A stepping first, half with B first. The clock is each process's CPU time (a neighbour taking the core
 does not count; `--clock wall` on GPUs). Printed: images/s of each, B's cost 1 - A's seconds / B's seconds, and a
-90 % bootstrap interval over blocks of 50 steps.
+90 % bootstrap interval over blocks of 50 steps (shorter blocks for runs under 500 steps).
 
     python benchmarks/lockstep.py fashion_mnist_dcgan --a "training.reuse_cpu_memory=false" --b "" [--steps 1000]
         [--warmup 20] [--cpu N] [--clock cpu|wall] [--control]
@@ -43,8 +43,10 @@ def cpu_description() -> str:
 
 
 def bootstrap_cost(a: list[float], b: list[float], draws: int = 2000) -> tuple[float, float]:
-    """90 % interval of 1 - sum(a) / sum(b), resampling whole blocks of BLOCK paired steps."""
-    pairs = [(sum(a[i:i + BLOCK]), sum(b[i:i + BLOCK])) for i in range(0, len(a) - BLOCK + 1, BLOCK)]
+    """90 % interval of 1 - sum(a) / sum(b), resampling whole blocks of paired steps: BLOCK steps, fewer for short
+    runs so that there are at least 10 blocks, and every step in one (the last block may be short)."""
+    size = max(1, min(BLOCK, len(a) // 10))
+    pairs = [(sum(a[i:i + size]), sum(b[i:i + size])) for i in range(0, len(a), size)]
     if not pairs:
         cost = 1 - sum(a) / sum(b)
         return cost, cost
