@@ -193,8 +193,9 @@ def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
     """One row per variant from its run directories (every seed found): final metric mean ± std, time, finding,
     and its FID in the study's comparison (compare/compare.json) when it was compared."""
     compared = {r.get("run"): r for r in (read_json(root / "compare" / "compare.json") or {}).get("rows", [])}
+    predecessors = [study.predecessor(index) for index in range(len(study.variants))]
     rows = []
-    for index, variant in enumerate(study.variants):
+    for variant in study.variants:
         runs = [root / variant.name, *sorted(root.glob(f"{variant.name}-seed*"))]
         runs = [r for r in runs if (r / "config.yaml").is_file()]
         summaries = [(r, read_json(r / "summary.json") or {}) for r in runs]
@@ -202,8 +203,7 @@ def variant_rows(study: Study, root: Path) -> list[dict[str, Any]]:
         metric = next((k for _, s in done if (k := _final_metric(s)[0])), None)
         values = [v for _, s in done if (v := _final_metric(s)[1]) is not None]
         best = [float(s["best"]) for _, s in done if isinstance(s.get("best"), (int, float))]
-        answers = [v.name for later, v in enumerate(study.variants) if later > index
-                   and study.predecessor(later) == variant.name]
+        answers = [v.name for v, before in zip(study.variants, predecessors, strict=True) if before == variant.name]
         rows.append({
             "variant": variant.name, "phase": variant.phase, "because": variant.because,
             "runs": len(runs), "finished": len(done), "metric": metric, "final": _statistics(values),

@@ -141,13 +141,12 @@ class Study(Named):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"variant names must be unique; {', '.join(twice)} appear more than once")
-        for variant in self.variants:
+        for index, variant in enumerate(self.variants):
             if variant.preset is None and self.base is None:
                 raise ValueError(f"variant {variant.name!r} names no preset and the study has no base preset")
             if variant.phase is not None and self.phases and variant.phase not in self.phases:
                 raise ValueError(f"variant {variant.name!r} is in phase {variant.phase!r}, which `phases` does not "
                                  f"list ({', '.join(self.phases)})")
-        for index, variant in enumerate(self.variants):
             if variant.after not in (None, NO_PREDECESSOR) and variant.after not in names[:index]:
                 hint = closest(variant.after, names[:index])
                 raise ValueError(f"variant {variant.name!r} comes after {variant.after!r}, which is no earlier variant"
